@@ -1,0 +1,86 @@
+"""ascend_safe: safe-by-construction resource management for Huawei Ascend NPUs over pyacl.
+
+Devices, contexts, streams, events, memory and data buffers are objects with ``with`` blocks and
+ordered teardown; allocations are zero-filled; closed objects raise instead of passing stale
+handles. Without pyacl, the built-in simulator (:mod:`ascend_safe.sim`) stands in for it.
+"""
+
+from __future__ import annotations
+
+from ._backend import backend_name
+from ._lifetime import Resource, leak_report, live_resources
+from .buffer import DataBuffer
+from .constants import (
+    DataType,
+    EventFlag,
+    EventRecordedStatus,
+    EventStatus,
+    EventWaitStatus,
+    MallocPolicy,
+    MemAttr,
+    MemcpyKind,
+    RunMode,
+    StreamFlag,
+    StreamStatus,
+)
+from .context import Context
+from .device import Device
+from .errors import (
+    AclError,
+    AclInternalError,
+    AclParameterError,
+    AclResourceError,
+    AscendSafeError,
+    AsyncOperationsPendingError,
+    BackendUnavailableError,
+    ForkSafetyError,
+    OutOfDeviceMemoryError,
+    ProcessLimitError,
+    ResourceClosedError,
+)
+from .event import Event
+from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, HostMemory, Memory
+from .stream import DefaultStream, Stream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "UNINITIALIZED",
+    "AclError",
+    "AclInternalError",
+    "AclParameterError",
+    "AclResourceError",
+    "AscendSafeError",
+    "AsyncOperationsPendingError",
+    "BackendUnavailableError",
+    "Context",
+    "DataBuffer",
+    "DataType",
+    "DefaultStream",
+    "Device",
+    "DeviceMemory",
+    "DvppMemory",
+    "Event",
+    "EventFlag",
+    "EventRecordedStatus",
+    "EventStatus",
+    "EventWaitStatus",
+    "ForkSafetyError",
+    "HostMemory",
+    "MallocPolicy",
+    "MemAttr",
+    "MemcpyKind",
+    "Memory",
+    "OutOfDeviceMemoryError",
+    "ProcessLimitError",
+    "Resource",
+    "ResourceClosedError",
+    "RunMode",
+    "Stream",
+    "StreamFlag",
+    "StreamStatus",
+    "__version__",
+    "backend_name",
+    "leak_report",
+    "live_resources",
+]

@@ -1,0 +1,203 @@
+"""The backend boundary: the one module that calls pyacl.
+
+It picks real pyacl or the built-in simulator (``ASCEND_SAFE_BACKEND`` = ``auto`` | ``acl`` |
+``sim``), knows pyacl's three return shapes, and turns a non-zero ``ret`` into an
+:class:`~ascend_safe.errors.AclError`. Nothing else in the library imports ``acl``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import types
+from typing import Any, Callable
+
+from . import _process
+from .errors import BackendUnavailableError, ForkSafetyError, make_acl_error
+
+__all__ = ["acl", "backend_name", "call", "exit_hooks", "recent_error_message"]
+
+_log = logging.getLogger("ascend_safe")
+
+#: APIs that return a bare value instead of ``ret`` (no ``aclError``); a zero/None means failure
+#: only where listed in :data:`_VALUE_FAILS_ON_ZERO`.
+_VALUE_APIS = frozenset(
+    {
+        "create_data_buffer",
+        "get_data_buffer_addr",
+        "get_data_buffer_size",
+        "get_data_buffer_size_v2",
+        "get_soc_name",
+        "get_recent_err_msg",
+        "mdl.create_desc",
+        "mdl.create_dataset",
+        "mdl.get_dataset_num_buffers",
+        "mdl.get_dataset_buffer",
+        "util.numpy_to_ptr",
+        "util.numpy_contiguous_to_ptr",
+        "util.ptr_to_numpy",
+        "util.bytes_to_ptr",
+        "util.ptr_to_bytes",
+    }
+)
+_VALUE_FAILS_ON_ZERO = frozenset({"create_data_buffer", "mdl.create_desc", "mdl.create_dataset"})
+#: pyacl reports no code when a bare-value create fails; the library reports this one.
+VALUE_FAILURE_CODE = 500000
+
+_FORK_MESSAGE = (
+    "pyacl cannot be used in a process forked from one that already used it (CANN forbids it: "
+    "calls fail or hang). Start workers with the 'spawn' start method "
+    "(multiprocessing.get_context('spawn')) or decorate the worker function with "
+    "@ascend_safe.worker(device=...)."
+)
+
+_lock = threading.Lock()
+_module: types.ModuleType | None = None
+_name: str | None = None
+_functions: dict[str, Callable[..., Any]] = {}
+#: Callbacks run once at interpreter exit, in registration order, before pyacl's own.
+exit_hooks: list[Callable[[], None]] = []
+
+
+def _select() -> tuple[types.ModuleType, str]:
+    choice = os.environ.get("ASCEND_SAFE_BACKEND", "auto").strip().lower() or "auto"
+    if choice not in ("auto", "acl", "sim"):
+        raise ValueError(
+            f"ASCEND_SAFE_BACKEND={choice!r} is not valid: use 'auto', 'acl' or 'sim'"
+        )
+    if choice == "sim":
+        from . import sim
+
+        return sim.acl_module(), "sim"
+    try:
+        import acl as real  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        if choice == "acl":
+            raise BackendUnavailableError(
+                "ASCEND_SAFE_BACKEND=acl but pyacl cannot be imported "
+                f"({exc}); install CANN and source its set_env.sh, or use ASCEND_SAFE_BACKEND=sim"
+            ) from exc
+        from . import sim
+
+        _log.warning("pyacl (import acl) is not available: ascend_safe uses its simulator")
+        return sim.acl_module(), "sim"
+    module: types.ModuleType = real
+    return module, ("sim" if getattr(module, "__ascend_safe_sim__", False) else "acl")
+
+
+def acl() -> types.ModuleType:
+    """The pyacl module in use, loaded on first need."""
+    module = _module
+    if module is None:
+        module = _load()
+    return module
+
+
+def _load() -> types.ModuleType:
+    global _module, _name
+    with _lock:
+        if _module is None:
+            module, name = _select()
+            _name = name
+            _module = module
+            # Registered after pyacl is imported, so it runs before pyacl's own exit handlers.
+            atexit.register(_run_exit_hooks)
+        return _module
+
+
+def backend_name() -> str:
+    """``"acl"`` (real pyacl) or ``"sim"`` (the built-in simulator); loads the backend."""
+    acl()
+    assert _name is not None
+    return _name
+
+
+def _run_exit_hooks() -> None:
+    for hook in exit_hooks:
+        try:
+            hook()
+        except Exception as exc:  # exit must go on; say what went wrong, once, without traceback
+            _log.warning("ascend_safe exit teardown: %s", exc)
+
+
+def function(api: str) -> Callable[..., Any]:
+    """The pyacl function named *api* (``"rt.malloc"``, ``"init"``), cached."""
+    fn = _functions.get(api)
+    if fn is None:
+        target: Any = acl()
+        for part in api.split("."):
+            target = getattr(target, part)
+        fn = _functions[api] = target
+    return fn
+
+
+def has(api: str) -> bool:
+    """Whether the pyacl in use offers *api* (newer calls are missing from older CANN)."""
+    try:
+        function(api)
+    except AttributeError:
+        return False
+    return True
+
+
+def recent_error_message() -> str | None:
+    """Fetch (and clear) pyacl's error text for this thread, if any; never raises."""
+    try:
+        text = function("get_recent_err_msg")()
+    except Exception:
+        return None
+    return text if isinstance(text, str) and text else None
+
+
+def check_usable() -> None:
+    """Raise :class:`ForkSafetyError` in a forked child of a process that used pyacl."""
+    if _process.state.forked_after_use:
+        raise ForkSafetyError(_FORK_MESSAGE)
+
+
+def call(api: str, *args: Any, resource: object = None) -> Any:
+    """Call pyacl's *api* and return its outputs, raising an ``AclError`` on failure.
+
+    ``ret`` alone gives ``None``; ``(out, ret)`` gives ``out``; ``(a, b, ret)`` gives ``(a, b)``.
+    *resource* names what the call was about, for the error message.
+    """
+    state = _process.state
+    if state.forked_after_use:
+        raise ForkSafetyError(_FORK_MESSAGE)
+    fn = _functions.get(api) or function(api)
+    state.acl_used = True
+    result = fn(*args)
+    if type(result) is int:
+        if result:
+            raise _error(result, api, resource)
+        return None
+    if type(result) is tuple:
+        ret = result[-1]
+        if ret:
+            raise _error(ret, api, resource)
+        return result[0] if len(result) == 2 else result[:-1]
+    raise TypeError(f"acl.{api} returned {result!r}; use call_value() for bare-value APIs")
+
+
+def call_value(api: str, *args: Any, resource: object = None) -> Any:
+    """Call a bare-value API (no ``ret``); a ``0`` from a create call raises."""
+    state = _process.state
+    if state.forked_after_use:
+        raise ForkSafetyError(_FORK_MESSAGE)
+    fn = _functions.get(api) or function(api)
+    state.acl_used = True
+    result = fn(*args)
+    if api in _VALUE_FAILS_ON_ZERO and not result:
+        raise _error(VALUE_FAILURE_CODE, api, resource)
+    return result
+
+
+def _error(code: int, api: str, resource: object) -> Exception:
+    return make_acl_error(
+        code,
+        "acl." + api,
+        recent_message=recent_error_message(),
+        resource=None if resource is None else repr(resource),
+    )

@@ -1,0 +1,196 @@
+"""Moving bytes between memory objects and Python buffers, synchronously or on a stream.
+
+Async copies from or to pageable host buffers (``bytes``, ``bytearray``, numpy arrays) are staged
+through page-locked memory, as pyacl requires pinned, 64-byte aligned host memory for
+``memcpy_async``; the Python object is kept alive until the stream is known complete.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from . import _backend
+from .constants import MemcpyKind
+
+if TYPE_CHECKING:
+    from .memory import Memory
+    from .stream import Stream
+
+__all__ = ["Endpoint", "copy", "endpoint"]
+
+_ASYNC_ALIGNMENT = 64
+
+
+class Endpoint(NamedTuple):
+    """One side of a copy: an address range, where it lives, and what keeps it valid."""
+
+    addr: int
+    nbytes: int
+    on_device: bool
+    memory: Memory | None
+    keep: object
+
+
+def endpoint(obj: object, *, writable: bool, role: str) -> Endpoint:
+    """Resolve a memory object or a bytes-like object into an :class:`Endpoint`."""
+    from .memory import Memory
+
+    if isinstance(obj, Memory):
+        return Endpoint(obj.ptr, obj.size, obj.on_device, obj, obj)
+    if obj is None:
+        raise TypeError(f"copy {role} is None; pass bytes-like data or a memory object")
+    if isinstance(obj, bytes):
+        if writable:
+            raise TypeError(f"copy {role} is read-only bytes; pass a bytearray or numpy array")
+        return Endpoint(_bytes_address(obj), len(obj), False, None, obj)
+    try:
+        view = memoryview(obj)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"copy {role} must be a memory object, bytes, bytearray, memoryview or numpy array, "
+            f"not {type(obj).__name__}"
+        ) from None
+    if not view.c_contiguous:
+        if writable:
+            raise ValueError(
+                f"copy {role} is not C-contiguous; use numpy.ascontiguousarray() first"
+            )
+        data = view.tobytes()
+        return Endpoint(_bytes_address(data), len(data), False, None, data)
+    flat = view.cast("B") if (view.format != "B" or view.ndim != 1) else view
+    if flat.readonly:
+        if writable:
+            raise TypeError(f"copy {role} is read-only; pass a writable buffer")
+        data = flat.tobytes()
+        return Endpoint(_bytes_address(data), len(data), False, None, data)
+    if not flat.nbytes:
+        return Endpoint(0, 0, False, None, obj)
+    window = (ctypes.c_char * flat.nbytes).from_buffer(flat)
+    return Endpoint(ctypes.addressof(window), flat.nbytes, False, None, (obj, flat, window))
+
+
+def _bytes_address(data: bytes) -> int:
+    address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+    return address or 0
+
+
+def _kind(src_on_device: bool, dst_on_device: bool) -> int:
+    if src_on_device:
+        return MemcpyKind.DEVICE_TO_DEVICE if dst_on_device else MemcpyKind.DEVICE_TO_HOST
+    return MemcpyKind.HOST_TO_DEVICE if dst_on_device else MemcpyKind.HOST_TO_HOST
+
+
+def copy(
+    dst: Endpoint,
+    dst_offset: int,
+    src: Endpoint,
+    src_offset: int,
+    nbytes: int,
+    stream: Stream | None,
+) -> None:
+    """Copy *nbytes* from ``src[src_offset:]`` to ``dst[dst_offset:]`` after checking bounds."""
+    for name, value in (("nbytes", nbytes), ("dst_offset", dst_offset), ("src_offset", src_offset)):
+        if type(value) is not int and not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if src_offset + nbytes > src.nbytes:
+        raise ValueError(
+            f"cannot copy {nbytes} bytes from offset {src_offset} of a {src.nbytes}-byte source"
+            f"{_which(src)}"
+        )
+    if dst_offset + nbytes > dst.nbytes:
+        raise ValueError(
+            f"cannot copy {nbytes} bytes to offset {dst_offset} of a {dst.nbytes}-byte "
+            f"destination{_which(dst)}; allocate a larger buffer or copy fewer bytes"
+        )
+    memories = [m for m in (dst.memory, src.memory) if m is not None]
+    devices = {m.device.id for m in memories if m.on_device}
+    if len(devices) > 1:
+        raise ValueError(
+            f"cannot copy between devices {sorted(devices)} directly; copy through host memory"
+        )
+    if stream is not None:
+        for m in memories:
+            if m.device.id != stream.device.id:
+                raise ValueError(
+                    f"{m!r} is on device {m.device.id} but {stream!r} is on device "
+                    f"{stream.device.id}; use a stream of the memory's device"
+                )
+    if nbytes == 0:
+        return
+    dst_addr = dst.addr + dst_offset
+    src_addr = src.addr + src_offset
+    kind = _kind(src.on_device, dst.on_device)
+    owner = memories[0].owner
+    if stream is None or not (src.on_device or dst.on_device):
+        for m in memories:
+            m._wait_idle()
+        if stream is not None:
+            stream.synchronize()
+        owner.make_current()
+        _backend.call(
+            "rt.memcpy", dst_addr, dst.nbytes - dst_offset, src_addr, nbytes, kind,
+            resource=memories[0],
+        )
+        return
+    _copy_async(dst, dst_addr, dst_offset, src, src_addr, nbytes, kind, stream, memories)
+
+
+def _copy_async(
+    dst: Endpoint,
+    dst_addr: int,
+    dst_offset: int,
+    src: Endpoint,
+    src_addr: int,
+    nbytes: int,
+    kind: int,
+    stream: Stream,
+    memories: list[Memory],
+) -> None:
+    from .memory import UNINITIALIZED, HostMemory
+
+    for end, addr in ((dst, dst_addr), (src, src_addr)):
+        if end.memory is not None and addr % _ASYNC_ALIGNMENT:
+            raise ValueError(
+                f"async copies need 64-byte aligned addresses; offset {addr - end.addr} of "
+                f"{end.memory!r} is not (use a multiple of 64, or omit the stream)"
+            )
+    on_retire: Any = None
+    keepalive: tuple[object, ...] = (dst.keep, src.keep)
+    staging: HostMemory | None = None
+    if src.memory is None:  # pageable host -> device: stage through pinned memory now
+        staging = HostMemory(stream.device, nbytes, fill=UNINITIALIZED)
+        ctypes.memmove(staging.ptr, src_addr, nbytes)
+        src_addr = staging.ptr
+        keepalive += (staging,)
+        on_retire = staging.close
+    elif dst.memory is None:  # device -> pageable host: land in pinned memory, copy out later
+        staging = HostMemory(stream.device, nbytes, fill=UNINITIALIZED)
+        target = dst_addr
+        final = staging
+
+        def _deliver() -> None:
+            ctypes.memmove(target, final.ptr, nbytes)
+            final.close()
+
+        keepalive += (staging,)
+        on_retire = _deliver
+        dst_addr = staging.ptr
+    dst_max = nbytes if dst.memory is None else dst.nbytes - dst_offset
+    try:
+        stream._submit(
+            "rt.memcpy_async", dst_addr, dst_max, src_addr, nbytes, kind,
+            keepalive=keepalive, on_retire=on_retire,
+        )
+    except BaseException:
+        if staging is not None:
+            staging.close()
+        raise
+    for m in memories:
+        m._users[stream._serial] = stream
+
+
+def _which(end: Endpoint) -> str:
+    return f" ({end.memory!r})" if end.memory is not None else ""

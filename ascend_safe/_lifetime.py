@@ -1,0 +1,294 @@
+"""The lifetime core every resource shares: handle slot, owner PID, parent, state, registry.
+
+One place holds the rules: ``close()`` is idempotent and thread-safe, closes live children first
+(by teardown rank, newest first), clears the handle, and any later use raises
+:class:`ResourceClosedError` before pyacl is called. An object garbage-collected while open warns
+(``ResourceWarning``) and is queued; the queue is released at the next safe point (the next
+resource created or closed, :func:`live_resources`, exit), never inside ``__del__`` itself, which
+may run in the middle of another pyacl call. Objects inherited by a forked child are abandoned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import traceback
+import warnings
+import weakref
+from collections import Counter
+from typing import Any, ClassVar, NoReturn
+
+from . import _process
+from .errors import ForkSafetyError, ResourceClosedError
+
+__all__ = ["Resource", "drain_deferred", "leak_report", "live_resources"]
+
+_UNBORN, _OPEN, _CLOSING, _CLOSED, _ABANDONED = range(5)
+_STATE_NAMES = ("unborn", "open", "closing", "closed", "abandoned")
+
+_lock = threading.RLock()
+_state_changed = threading.Condition(_lock)
+_serials = itertools.count(1)
+#: serial -> weak reference, for every open tracked resource, in creation order.
+_registry: dict[int, weakref.ref[Resource]] = {}
+#: Resources collected while open, released at the next safe point.
+_deferred: list[Resource] = []
+_trace = os.environ.get("ASCEND_SAFE_TRACE", "") not in ("", "0")
+
+
+class _Flags:
+    """Process-wide switches of the lifetime core."""
+
+    #: Set once exit teardown has run: every remaining finalizer does nothing.
+    disarmed = False
+
+
+flags = _Flags()
+
+
+class Resource:
+    """Base of every resource object; subclasses define ``_release`` and call ``_open``."""
+
+    #: Short name used in messages and leak reports, e.g. ``"stream"``.
+    kind: ClassVar[str] = "resource"
+    #: Children of one parent close in ascending rank (buffers, events, memory, streams, ...).
+    teardown_rank: ClassVar[int] = 0
+    #: Whether the object appears in :func:`live_resources` (the default stream does not).
+    tracked: ClassVar[bool] = True
+
+    __slots__ = (
+        "__weakref__",
+        "_children",
+        "_closer",
+        "_handle",
+        "_parent",
+        "_pid",
+        "_ref",
+        "_serial",
+        "_site",
+        "_state",
+    )
+
+    def __init__(self, parent: Resource | None) -> None:
+        if _deferred:
+            drain_deferred()
+        self._state = _UNBORN
+        self._handle: Any = None
+        self._parent = parent
+        self._pid = _process.state.pid
+        self._serial = next(_serials)
+        self._children: dict[int, weakref.ref[Resource]] = {}
+        self._closer = 0
+        self._site: traceback.StackSummary | None = None
+        if parent is not None:
+            parent._checked_handle()
+
+    # -- construction -------------------------------------------------------------------------
+
+    def _open(self, handle: Any) -> None:
+        """Mark the object open with *handle*; call once every construction step succeeded."""
+        ref = weakref.ref(self)
+        self._ref = ref
+        self._handle = handle
+        if _trace:
+            self._site = traceback.StackSummary.from_list(traceback.extract_stack()[:-3])
+        with _lock:
+            self._state = _OPEN
+            if self.tracked:
+                _registry[self._serial] = ref
+                if self._parent is not None:
+                    self._parent._children[self._serial] = ref
+
+    # -- use ----------------------------------------------------------------------------------
+
+    def _checked_handle(self) -> Any:
+        """The live handle, or raise before pyacl is called (closed, or from another process)."""
+        handle = self._handle
+        if handle is None or self._pid != _process.state.pid:
+            self._raise_unusable()
+        return handle
+
+    def _raise_unusable(self) -> NoReturn:
+        if self._pid != _process.state.pid or _process.state.is_foreign(self._pid):
+            raise ForkSafetyError(
+                f"{self!r} belongs to process {self._pid}, not to this one ({os.getpid()}): "
+                "pyacl handles do not survive fork. Create resources in the process that uses "
+                "them (start workers with 'spawn' or use @ascend_safe.worker)."
+            )
+        raise ResourceClosedError(
+            f"{self!r} is {_STATE_NAMES[self._state]}; create a new {self.kind} instead of "
+            "reusing a closed one"
+        )
+
+    @property
+    def closed(self) -> bool:
+        """True once the resource is released (or abandoned in a forked child)."""
+        return self._state != _OPEN
+
+    # -- teardown -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the resource and its live children. Idempotent and thread-safe.
+
+        If pyacl refuses the release, the error is raised and the object stays open, so the
+        call can be retried; nothing is silently dropped.
+        """
+        me = threading.get_ident()
+        with _lock:
+            while self._state == _CLOSING:
+                if self._closer == me:
+                    return
+                _state_changed.wait()
+            if self._state != _OPEN:
+                return
+            if _process.state.is_foreign(self._pid):
+                self._abandon()
+                return
+            self._state = _CLOSING
+            self._closer = me
+        try:
+            self._close_children()
+            self._release(self._handle)
+        except BaseException:
+            with _lock:
+                self._state = _OPEN
+                self._closer = 0
+                _state_changed.notify_all()
+            raise
+        self._mark_closed(_CLOSED)
+
+    def _close_children(self) -> None:
+        if _deferred:
+            drain_deferred()
+        first_error: BaseException | None = None
+        for child in self._live_children():
+            try:
+                child.close()
+            except Exception as exc:
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    def _live_children(self) -> list[Resource]:
+        with _lock:
+            refs = list(self._children.values())
+        children = [c for c in (r() for r in refs) if c is not None and c._state == _OPEN]
+        children.sort(key=lambda c: (c.teardown_rank, -c._serial))
+        return children
+
+    def _mark_closed(self, state: int) -> None:
+        with _lock:
+            self._state = state
+            self._handle = None
+            self._closer = 0
+            _registry.pop(self._serial, None)
+            parent = self._parent
+            if parent is not None:
+                parent._children.pop(self._serial, None)
+            _state_changed.notify_all()
+
+    def _abandon(self) -> None:
+        """In a forked child: forget the handle without calling pyacl (the parent owns it)."""
+        for child in self._live_children():
+            child._abandon()
+        self._mark_closed(_ABANDONED)
+
+    def _release(self, handle: Any) -> None:
+        """Give *handle* back to pyacl. Subclasses override."""
+        raise NotImplementedError
+
+    # -- implicit cleanup ---------------------------------------------------------------------
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_state", _UNBORN) != _OPEN or flags.disarmed:
+                return
+            if sys.is_finalizing():
+                return
+            if _process.state.is_foreign(self._pid):
+                self._state = _ABANDONED
+                return
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+            _deferred.append(self)  # resurrected until the next safe point releases it
+        except BaseException:
+            pass
+
+    def _close_implicitly(self) -> None:
+        """Close a collected object; failures become warnings, never exceptions."""
+        try:
+            self.close()
+        except Exception as exc:
+            try:
+                warnings.warn(
+                    f"releasing unclosed {self!r} failed: {exc}", ResourceWarning, stacklevel=2
+                )
+            except Exception:
+                pass
+
+    # -- protocol -----------------------------------------------------------------------------
+
+    def __enter__(self) -> Any:
+        self._checked_handle()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            f"{self!r} cannot be pickled: a pyacl handle means nothing in another process. "
+            "Send data (bytes, numpy arrays) and create the resource in the worker "
+            "(see ascend_safe.worker)."
+        )
+
+    def _describe(self) -> str:
+        """Identifying details for ``repr`` (subclasses add device, size, ...)."""
+        return ""
+
+    def __repr__(self) -> str:
+        try:
+            state = _STATE_NAMES[self._state]
+            details = self._describe()
+        except Exception:
+            return f"<{type(self).__name__} (partially built)>"
+        return f"<{type(self).__name__} #{self._serial}{details} {state}>"
+
+
+def drain_deferred() -> None:
+    """Release the objects that were garbage-collected while open (oldest rank first)."""
+    while _deferred:
+        batch = sorted(_deferred, key=lambda r: (r.teardown_rank, -r._serial))
+        _deferred.clear()
+        for obj in batch:
+            obj._close_implicitly()
+
+
+def live_resources() -> list[Resource]:
+    """Every resource still open in this process, oldest first."""
+    if _deferred:
+        drain_deferred()
+    with _lock:
+        refs = list(_registry.values())
+    return [r for r in (ref() for ref in refs) if r is not None and r._state == _OPEN]
+
+
+def roots() -> list[Resource]:
+    """Open resources that have no parent (device sessions), newest first."""
+    return [r for r in reversed(live_resources()) if r._parent is None]
+
+
+def leak_report(resources: list[Resource] | None = None) -> str:
+    """A one-paragraph report of open resources: counts by kind, and creation sites if traced."""
+    items = live_resources() if resources is None else resources
+    if not items:
+        return "0 live resources"
+    counts = Counter(type(r).__name__ for r in items)
+    summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    lines = [f"{len(items)} live resource{'s' if len(items) != 1 else ''}: {summary}"]
+    for r in items:
+        if r._site is not None:
+            frame = r._site[-1]
+            lines.append(f"  {r!r} created at {frame.filename}:{frame.lineno}")
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Which process we are in, kept cheap for hot paths.
+
+``os.getpid()`` is a system call, so hot paths compare a resource's PID stamp with
+:data:`state.pid`, which the at-fork child hook refreshes. Cleanup paths also check the live
+``os.getpid()`` (a child made by ``clone`` runs no hook).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+__all__ = ["ProcessState", "on_fork_child", "state"]
+
+
+class ProcessState:
+    """Per-process facts the library consults on every call."""
+
+    __slots__ = ("acl_used", "forked_after_use", "pid")
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        #: This process has called pyacl through the library.
+        self.acl_used = False
+        #: This process is a forked child of a process that had used pyacl.
+        self.forked_after_use = False
+
+    def is_foreign(self, owner_pid: int) -> bool:
+        """True when an object stamped with *owner_pid* belongs to another process (live check)."""
+        if owner_pid != self.pid:
+            return True
+        live = os.getpid()
+        if live != self.pid:  # a clone()-made child, where no at-fork hook ran
+            self._became_child(live)
+            return True
+        return False
+
+    def _became_child(self, pid: int) -> None:
+        self.pid = pid
+        if self.acl_used:
+            self.forked_after_use = True
+            self.acl_used = False
+
+
+state = ProcessState()
+_child_hooks: list[Callable[[], None]] = []
+
+
+def on_fork_child(hook: Callable[[], None]) -> None:
+    """Run *hook* in every forked child, after the library's own state is flipped."""
+    _child_hooks.append(hook)
+
+
+def _after_fork_in_child() -> None:
+    # Only flips flags and runs the registered hooks; never calls pyacl.
+    state._became_child(os.getpid())
+    for hook in _child_hooks:
+        try:
+            hook()
+        except Exception:  # a hook must not break the child
+            pass
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,87 @@
+"""Contexts: the device's default context (owned by a :class:`~ascend_safe.Device`) and explicit
+ones (:class:`Context`). pyacl binds the current context to the calling thread; every operation
+makes its owner's context current first, so resources can be used from any thread."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import _backend
+from ._lifetime import Resource
+
+if TYPE_CHECKING:
+    from .device import Device
+
+__all__ = ["Context", "ContextOwner"]
+
+#: ``current`` is the serial of the owner whose context this thread last made current.
+_thread = threading.local()
+
+
+class ContextOwner(Resource):
+    """A resource that owns a pyacl context: streams, events and memory are created in it."""
+
+    __slots__ = ("_ctx",)
+
+    _ctx: int
+
+    @property
+    def device(self) -> Device:
+        """The device session this context belongs to."""
+        raise NotImplementedError
+
+    @property
+    def device_id(self) -> int:
+        """The device's id."""
+        return self.device.id
+
+    def make_current(self) -> None:
+        """Make this context current in the calling thread (a no-op when it already is)."""
+        self._checked_handle()
+        if getattr(_thread, "current", 0) != self._serial:
+            _backend.call("rt.set_context", self._ctx, resource=self)
+            _thread.current = self._serial
+
+    def _became_current(self) -> None:
+        _thread.current = self._serial
+
+    def _forget_current(self) -> None:
+        if getattr(_thread, "current", 0) == self._serial:
+            _thread.current = 0
+
+
+class Context(ContextOwner):
+    """An explicit context on a device (``acl.rt.create_context``), destroyed at close."""
+
+    kind = "context"
+    teardown_rank = 4
+    __slots__ = ("_device",)
+
+    def __init__(self, device: Device) -> None:
+        from .device import Device
+
+        if not isinstance(device, Device):
+            raise TypeError(f"Context() takes a Device, not {type(device).__name__}")
+        super().__init__(device)
+        self._device = device
+        self._ctx = _backend.call("rt.create_context", device.id, resource=self)
+        self._became_current()
+        self._open(self._ctx)
+
+    @property
+    def device(self) -> Device:
+        return self._device
+
+    @property
+    def handle(self) -> int:
+        """The raw ``aclrtContext`` (raises once closed)."""
+        handle: int = self._checked_handle()
+        return handle
+
+    def _release(self, handle: Any) -> None:
+        _backend.call("rt.destroy_context", handle, resource=self)
+        self._forget_current()
+
+    def _describe(self) -> str:
+        return f" device={self._device.id}"

@@ -1,0 +1,128 @@
+"""Device sessions: ``acl.rt.set_device`` when opened, ``acl.rt.reset_device`` at close."""
+
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Any
+
+from . import _backend, _runtime
+from .constants import MallocPolicy, MemAttr
+from .context import Context, ContextOwner
+
+if TYPE_CHECKING:
+    from .event import Event
+    from .memory import DeviceMemory, DvppMemory, Fill, HostMemory
+    from .stream import DefaultStream, Stream
+
+__all__ = ["Device"]
+
+
+class Device(ContextOwner):
+    """A session on one NPU: initialises pyacl if needed, binds the device, owns its children.
+
+    Closing the session closes everything created on it (data buffers, events, memory, streams,
+    contexts, in that order, newest first within a kind) and then resets the device.
+    """
+
+    kind = "device"
+    teardown_rank = 5
+    __slots__ = ("_default_stream", "_id")
+
+    def __init__(self, device_id: int = 0) -> None:
+        try:
+            device_id = operator.index(device_id)
+        except TypeError:
+            raise TypeError(
+                f"device id must be an int, not {type(device_id).__name__}"
+            ) from None
+        if device_id < 0:
+            raise ValueError(f"device id must be >= 0, got {device_id}")
+        self._id = device_id
+        super().__init__(None)
+        _runtime.ensure_initialized()
+        _backend.call("rt.set_device", device_id, resource=self)
+        try:
+            self._ctx = _backend.call("rt.get_context", resource=self)
+        except BaseException:
+            _backend.call("rt.reset_device", device_id, resource=self)
+            raise
+        self._became_current()
+        self._open(device_id)
+        from .stream import DefaultStream
+
+        self._default_stream = DefaultStream(self)
+
+    @property
+    def id(self) -> int:
+        """The device id (readable even after close)."""
+        return self._id
+
+    @property
+    def device(self) -> Device:
+        return self
+
+    @property
+    def default_stream(self) -> DefaultStream:
+        """The default stream of this device's default context, as an explicit object."""
+        self._checked_handle()
+        return self._default_stream
+
+    def synchronize(self) -> None:
+        """Wait for all work queued on this device (``acl.rt.synchronize_device``)."""
+        from .stream import retire_device
+
+        self.make_current()
+        _backend.call("rt.synchronize_device", resource=self)
+        retire_device(self)
+
+    def mem_info(self, attr: MemAttr = MemAttr.HBM_MEM) -> tuple[int, int]:
+        """``(free, total)`` bytes of *attr* memory on this device."""
+        self.make_current()
+        free, total = _backend.call("rt.get_mem_info", int(attr), resource=self)
+        return int(free), int(total)
+
+    # -- factories (the classes can be used directly too) -------------------------------------
+
+    def context(self) -> Context:
+        """A new explicit context on this device."""
+        return Context(self)
+
+    def stream(self) -> Stream:
+        """A new stream in this device's default context."""
+        from .stream import Stream
+
+        return Stream(self)
+
+    def event(self, **options: Any) -> Event:
+        """A new event in this device's default context."""
+        from .event import Event
+
+        return Event(self, **options)
+
+    def malloc(
+        self, size: int, *, fill: Fill = 0, policy: MallocPolicy = MallocPolicy.HUGE_FIRST
+    ) -> DeviceMemory:
+        """Zero-filled (or *fill*-filled) device memory."""
+        from .memory import DeviceMemory
+
+        return DeviceMemory(self, size, fill=fill, policy=policy)
+
+    def malloc_host(self, size: int, *, fill: Fill = 0) -> HostMemory:
+        """Zero-filled page-locked host memory."""
+        from .memory import HostMemory
+
+        return HostMemory(self, size, fill=fill)
+
+    def dvpp_malloc(self, size: int, *, fill: Fill = 0) -> DvppMemory:
+        """Zero-filled DVPP (media) memory."""
+        from .memory import DvppMemory
+
+        return DvppMemory(self, size, fill=fill)
+
+    def _release(self, handle: Any) -> None:
+        self._default_stream._close_with_device()
+        _backend.call("rt.reset_device", handle, resource=self)
+        self._forget_current()
+
+    def _describe(self) -> str:
+        return f" id={self._id}"

@@ -1,0 +1,115 @@
+"""Events: markers recorded on a stream, to wait for, query and time work."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import _backend
+from ._lifetime import Resource
+from .constants import EventFlag, EventRecordedStatus, EventStatus
+from .context import ContextOwner
+
+if TYPE_CHECKING:
+    from .device import Device
+    from .stream import Stream
+
+__all__ = ["Event"]
+
+_OMITTED: Any = object()
+
+
+class Event(Resource):
+    """A pyacl event (``acl.rt.create_event``, or ``create_event_with_flag`` given *flags*)."""
+
+    kind = "event"
+    teardown_rank = 1
+    __slots__ = ("_owner", "_recorded_on", "_recorded_seq")
+
+    def __init__(self, owner: ContextOwner, *, flags: EventFlag | int | None = None) -> None:
+        if not isinstance(owner, ContextOwner):
+            raise TypeError(f"Event() takes a Device or Context, not {type(owner).__name__}")
+        super().__init__(owner)
+        self._owner = owner
+        self._recorded_on: Stream | None = None
+        self._recorded_seq = 0
+        owner.make_current()
+        if flags is None:
+            handle = _backend.call("rt.create_event", resource=self)
+        else:
+            handle = _backend.call("rt.create_event_with_flag", int(flags), resource=self)
+        self._open(handle)
+
+    @property
+    def device(self) -> Device:
+        """The device session the event belongs to."""
+        return self._owner.device
+
+    @property
+    def handle(self) -> int:
+        """The raw ``aclrtEvent`` (raises once closed)."""
+        handle: int = self._checked_handle()
+        return handle
+
+    def record(self, stream: Stream = _OMITTED) -> None:
+        """Capture the work queued so far on *stream* (omitted: the device's default stream)."""
+        from .stream import Stream
+
+        handle = self._checked_handle()
+        if stream is _OMITTED:
+            stream = self._owner.device.default_stream
+        elif not isinstance(stream, Stream):
+            raise TypeError(
+                f"Event.record() takes a Stream, not {type(stream).__name__}; omit the argument "
+                "to record on the device's default stream"
+            )
+        if stream.device.id != self.device.id:
+            raise ValueError(
+                f"cannot record {self!r} on {stream!r}: they are on different devices"
+            )
+        self._recorded_seq = stream._submit("rt.record_event", handle)
+        self._recorded_on = stream
+
+    def synchronize(self) -> None:
+        """Block until the recorded work is done."""
+        handle = self._checked_handle()
+        self._owner.make_current()
+        _backend.call("rt.synchronize_event", handle, resource=self)
+        stream = self._recorded_on
+        if stream is not None and not stream.closed:
+            stream._retire(self._recorded_seq)
+
+    def query(self) -> bool:
+        """True if the recorded work is done (an event never recorded counts as done)."""
+        handle = self._checked_handle()
+        self._owner.make_current()
+        if _backend.has("rt.query_event_status"):
+            status = _backend.call("rt.query_event_status", handle, resource=self)
+            done = bool(status == EventRecordedStatus.COMPLETE)
+        else:
+            status = _backend.call("rt.query_event", handle, resource=self)
+            done = bool(status == EventStatus.COMPLETE)
+        stream = self._recorded_on
+        if done and stream is not None and not stream.closed:
+            stream._retire(self._recorded_seq)
+        return done
+
+    def elapsed_time(self, end: Event) -> float:
+        """Milliseconds from this event to *end*; both recorded, and *end* complete."""
+        if not isinstance(end, Event):
+            raise TypeError(f"elapsed_time() takes an Event, not {type(end).__name__}")
+        start_handle = self._checked_handle()
+        end_handle = end._checked_handle()
+        for ev in (self, end):
+            if ev._recorded_on is None:
+                raise ValueError(f"{ev!r} was never recorded; record both events first")
+        self._owner.make_current()
+        ms = _backend.call("rt.event_elapsed_time", start_handle, end_handle, resource=self)
+        return float(ms)
+
+    def _release(self, handle: Any) -> None:
+        self._owner.make_current()
+        _backend.call("rt.destroy_event", handle, resource=self)
+        self._recorded_on = None
+
+    def _describe(self) -> str:
+        return f" device={self._owner.device.id}"

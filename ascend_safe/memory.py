@@ -1,0 +1,293 @@
+"""Device, host (page-locked) and DVPP memory, filled before it is handed out.
+
+Every allocation is zero-filled, or filled with ``fill=`` (a byte value); ``fill=UNINITIALIZED``
+is the explicit opt-out. Freeing waits for streams that may still use the memory, since pyacl's
+free is immediate.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Any, ClassVar, Union
+
+from . import _backend, _copy
+from ._lifetime import Resource
+from .constants import MallocPolicy
+from .context import ContextOwner
+
+if TYPE_CHECKING:
+    import numpy
+
+    from .device import Device
+    from .stream import Stream
+
+__all__ = ["UNINITIALIZED", "DeviceMemory", "DvppMemory", "Fill", "HostMemory", "Memory"]
+
+_OMITTED: Any = object()
+
+
+class _Uninitialized:
+    """Type of :data:`UNINITIALIZED`."""
+
+    _instance: ClassVar[_Uninitialized | None] = None
+
+    def __new__(cls) -> _Uninitialized:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ascend_safe.UNINITIALIZED"
+
+    def __reduce__(self) -> str:
+        return "UNINITIALIZED"
+
+
+#: Pass as ``fill=`` to skip the fill and get memory with whatever it held before.
+UNINITIALIZED = _Uninitialized()
+#: A byte value 0..255, or :data:`UNINITIALIZED`.
+Fill = Union[int, _Uninitialized]
+
+
+class Memory(Resource):
+    """Base of the memory kinds: allocation, fill, copies and the wait before free."""
+
+    kind = "memory"
+    teardown_rank = 2
+    #: Whether the memory lives on the device (for the copy direction).
+    on_device: ClassVar[bool] = True
+    _free_api: ClassVar[str]
+    __slots__ = ("_owner", "_size", "_users")
+
+    def __init__(self, owner: ContextOwner, size: int, *, fill: Fill = 0, **alloc: Any) -> None:
+        if not isinstance(owner, ContextOwner):
+            raise TypeError(
+                f"{type(self).__name__}() takes a Device or Context, not {type(owner).__name__}"
+            )
+        try:
+            size = operator.index(size)
+        except TypeError:
+            raise TypeError(f"size must be an int, not {type(size).__name__}") from None
+        if size <= 0:
+            raise ValueError(f"{type(self).__name__} size must be > 0 bytes, got {size}")
+        fill_byte = _check_fill(fill)
+        super().__init__(owner)
+        self._owner = owner
+        self._size = size
+        self._users: dict[int, Stream] = {}
+        owner.make_current()
+        ptr = self._allocate(size, **alloc)
+        if fill_byte is not None:
+            try:
+                _backend.call("rt.memset", ptr, size, fill_byte, size, resource=self)
+            except BaseException:
+                self._free_after_failure(ptr)
+                raise
+        self._open(ptr)
+
+    def _allocate(self, size: int, **alloc: Any) -> int:
+        raise NotImplementedError
+
+    def _free_after_failure(self, ptr: int) -> None:
+        try:
+            _backend.call(self._free_api, ptr, resource=self)
+        except Exception:
+            pass  # the original error is the one to report
+
+    # -- identity -----------------------------------------------------------------------------
+
+    @property
+    def ptr(self) -> int:
+        """The raw address (raises once closed)."""
+        ptr: int = self._checked_handle()
+        return ptr
+
+    @property
+    def size(self) -> int:
+        """Usable size in bytes (what was asked for)."""
+        return self._size
+
+    @property
+    def nbytes(self) -> int:
+        """Same as :attr:`size`."""
+        return self._size
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def owner(self) -> ContextOwner:
+        """The device or context the memory was allocated in."""
+        return self._owner
+
+    @property
+    def device(self) -> Device:
+        """The device session the memory belongs to."""
+        return self._owner.device
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def copy_from(
+        self,
+        src: object,
+        *,
+        stream: Stream = _OMITTED,
+        nbytes: int | None = None,
+        offset: int = 0,
+        src_offset: int = 0,
+    ) -> None:
+        """Copy *src* (bytes-like, numpy array or memory) into this memory at *offset*.
+
+        With *stream*, the copy is queued on it and done once the stream is synchronized; the
+        source object is kept alive until then. Omit *stream* for a synchronous copy.
+        """
+        stream_obj = _stream_arg(stream)
+        dst = _copy.endpoint(self, writable=True, role="destination")
+        src_end = _copy.endpoint(src, writable=False, role="source")
+        count = src_end.nbytes - src_offset if nbytes is None else nbytes
+        _copy.copy(dst, offset, src_end, src_offset, count, stream_obj)
+
+    def copy_to(
+        self,
+        dst: object,
+        *,
+        stream: Stream = _OMITTED,
+        nbytes: int | None = None,
+        offset: int = 0,
+        dst_offset: int = 0,
+    ) -> None:
+        """Copy from this memory at *offset* into *dst* (writable buffer or memory).
+
+        Copies the whole memory unless *nbytes* is given. With *stream*, *dst* holds the data
+        only after the stream (or an event recorded after the copy) is synchronized.
+        """
+        stream_obj = _stream_arg(stream)
+        src = _copy.endpoint(self, writable=False, role="source")
+        dst_end = _copy.endpoint(dst, writable=True, role="destination")
+        count = self._size - offset if nbytes is None else nbytes
+        _copy.copy(dst_end, dst_offset, src, offset, count, stream_obj)
+
+    def to_bytes(self, nbytes: int | None = None, *, offset: int = 0) -> bytes:
+        """A copy of the contents (waits for streams still writing here first)."""
+        count = self._size - offset if nbytes is None else nbytes
+        out = bytearray(max(count, 0))
+        self.copy_to(out, nbytes=count, offset=offset)
+        return bytes(out)
+
+    def to_numpy(self, dtype: Any = "uint8", shape: tuple[int, ...] | None = None) -> numpy.ndarray:
+        """A numpy array holding a copy of the contents (needs numpy)."""
+        import numpy as np
+
+        dt = np.dtype(dtype)
+        count = self._size // dt.itemsize if shape is None else int(np.prod(shape, dtype=np.int64))
+        out = np.empty(count, dtype=dt)
+        self.copy_to(out, nbytes=out.nbytes)
+        return out if shape is None else out.reshape(shape)
+
+    def fill(self, value: int, *, stream: Stream = _OMITTED) -> None:
+        """Set every byte to *value* (on *stream* if given)."""
+        byte = _check_fill(value)
+        if byte is None:
+            raise TypeError("fill() needs a byte value 0..255")
+        ptr = self._checked_handle()
+        stream_obj = _stream_arg(stream)
+        if stream_obj is None:
+            self._wait_idle()
+            self._owner.make_current()
+            _backend.call("rt.memset", ptr, self._size, byte, self._size, resource=self)
+            return
+        if stream_obj.device.id != self.device.id:
+            raise ValueError(f"{self!r} and {stream_obj!r} are on different devices")
+        stream_obj._submit("rt.memset_async", ptr, self._size, byte, self._size, keepalive=(self,))
+        self._users[stream_obj._serial] = stream_obj
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def _wait_idle(self) -> None:
+        """Synchronize the streams that still have queued work on this memory."""
+        users = self._users
+        if users:
+            for stream in list(users.values()):
+                if stream.busy and not stream.closed:
+                    stream.synchronize()
+            users.clear()
+
+    def _release(self, handle: Any) -> None:
+        self._wait_idle()
+        self._owner.make_current()
+        _backend.call(self._free_api, handle, resource=self)
+
+    def _describe(self) -> str:
+        return f" device={self._owner.device.id} size={self._size}"
+
+
+class DeviceMemory(Memory):
+    """Device memory from ``acl.rt.malloc`` (freed with ``acl.rt.free``)."""
+
+    kind = "device memory"
+    _free_api = "rt.free"
+    __slots__ = ()
+
+    def __init__(
+        self,
+        owner: ContextOwner,
+        size: int,
+        *,
+        fill: Fill = 0,
+        policy: MallocPolicy | int = MallocPolicy.HUGE_FIRST,
+    ) -> None:
+        super().__init__(owner, size, fill=fill, policy=int(policy))
+
+    def _allocate(self, size: int, **alloc: Any) -> int:
+        ptr: int = _backend.call("rt.malloc", size, alloc["policy"], resource=self)
+        return ptr
+
+
+class HostMemory(Memory):
+    """Page-locked host memory from ``acl.rt.malloc_host`` (freed with ``acl.rt.free_host``)."""
+
+    kind = "host memory"
+    on_device = False
+    _free_api = "rt.free_host"
+    __slots__ = ()
+
+    def _allocate(self, size: int, **alloc: Any) -> int:
+        ptr: int = _backend.call("rt.malloc_host", size, resource=self)
+        return ptr
+
+
+class DvppMemory(Memory):
+    """Media (DVPP) memory from ``acl.media.dvpp_malloc`` (freed with ``dvpp_free``)."""
+
+    kind = "DVPP memory"
+    _free_api = "media.dvpp_free"
+    __slots__ = ()
+
+    def _allocate(self, size: int, **alloc: Any) -> int:
+        ptr: int = _backend.call("media.dvpp_malloc", size, resource=self)
+        return ptr
+
+
+def _check_fill(fill: object) -> int | None:
+    if fill is UNINITIALIZED:
+        return None
+    if isinstance(fill, bool) or not isinstance(fill, int):
+        raise TypeError(
+            f"fill must be a byte value 0..255 or ascend_safe.UNINITIALIZED, not {fill!r}"
+        )
+    if not 0 <= fill <= 255:
+        raise ValueError(f"fill must be a byte value 0..255, got {fill}")
+    return fill
+
+
+def _stream_arg(stream: object) -> Stream | None:
+    from .stream import Stream
+
+    if stream is _OMITTED:
+        return None
+    if not isinstance(stream, Stream):
+        raise TypeError(
+            f"stream must be a Stream, not {type(stream).__name__}: omit it for a synchronous "
+            "copy, or pass device.default_stream explicitly"
+        )
+    return stream

@@ -1,0 +1,240 @@
+"""Streams, and the bookkeeping of async work in flight on them.
+
+Each stream keeps a list of pending submissions (what an async copy must keep alive, and what
+to do once it is known complete). A synchronize, or an event synchronize covering a submission,
+retires it. The set of streams with work in flight is what the fork guard and memory frees
+consult, so it is kept exact and cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+from . import _backend
+from ._lifetime import Resource
+from .constants import StreamFlag
+from .context import ContextOwner
+
+if TYPE_CHECKING:
+    from .device import Device
+    from .event import Event
+
+__all__ = ["DefaultStream", "Stream", "busy_streams", "retire_device"]
+
+_NOT_READY = 1
+_STREAM_SYNC_TIMEOUT = 507046
+
+#: serial -> stream, for every stream with submissions not yet known complete.
+_busy: dict[int, Stream] = {}
+
+
+class _Submission(NamedTuple):
+    seq: int
+    keepalive: tuple[object, ...]
+    on_retire: Callable[[], None] | None
+
+
+class Stream(Resource):
+    """A pyacl stream (``acl.rt.create_stream``): an ordered queue of device work."""
+
+    kind = "stream"
+    teardown_rank = 3
+    __slots__ = ("_lock", "_owner", "_pending", "_seq")
+
+    def __init__(
+        self,
+        owner: ContextOwner,
+        *,
+        priority: int | None = None,
+        flags: StreamFlag | int = 0,
+    ) -> None:
+        if not isinstance(owner, ContextOwner):
+            raise TypeError(f"Stream() takes a Device or Context, not {type(owner).__name__}")
+        super().__init__(owner)
+        self._init_queue(owner)
+        owner.make_current()
+        if priority is None and not flags:
+            handle = _backend.call("rt.create_stream", resource=self)
+        else:
+            prio = 0 if priority is None else int(priority)
+            if not 0 <= prio <= 7:
+                raise ValueError(f"stream priority must be 0 (highest) to 7, got {prio}")
+            handle = _backend.call(
+                "rt.create_stream_with_config", prio, int(flags), resource=self
+            )
+        self._open(handle)
+
+    def _init_queue(self, owner: ContextOwner) -> None:
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._pending: list[_Submission] = []
+        self._seq = 0
+
+    @property
+    def owner(self) -> ContextOwner:
+        """The device or context the stream belongs to."""
+        return self._owner
+
+    @property
+    def device(self) -> Device:
+        """The device session the stream belongs to."""
+        return self._owner.device
+
+    @property
+    def handle(self) -> int:
+        """The raw ``aclrtStream`` (raises once closed)."""
+        handle: int = self._checked_handle()
+        return handle
+
+    @property
+    def busy(self) -> bool:
+        """True while submitted async work is not yet known complete."""
+        return bool(self._pending)
+
+    # -- submitting work ----------------------------------------------------------------------
+
+    def _submit(
+        self,
+        api: str,
+        *args: Any,
+        keepalive: tuple[object, ...] = (),
+        on_retire: Callable[[], None] | None = None,
+    ) -> int:
+        """Queue async *api* (the stream handle is appended); returns the submission number."""
+        handle = self._checked_handle()
+        self._owner.make_current()
+        with self._lock:
+            _backend.call(api, *args, handle, resource=self)
+            self._seq += 1
+            seq = self._seq
+            if keepalive or on_retire is not None:
+                if not self._pending:
+                    _busy[self._serial] = self
+                self._pending.append(_Submission(seq, keepalive, on_retire))
+            return seq
+
+    def _retire(self, through: int | None = None) -> None:
+        """Forget submissions up to *through* (all if None): they are known complete."""
+        with self._lock:
+            pending = self._pending
+            if not pending:
+                return
+            if through is None or through >= pending[-1].seq:
+                done, self._pending = pending, []
+                _busy.pop(self._serial, None)
+            else:
+                cut = 0
+                while cut < len(pending) and pending[cut].seq <= through:
+                    cut += 1
+                done, self._pending = pending[:cut], pending[cut:]
+        first_error: Exception | None = None
+        for item in done:
+            if item.on_retire is not None:
+                try:
+                    item.on_retire()
+                except Exception as exc:
+                    first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def synchronize(self, timeout: float | None = None) -> None:
+        """Block until all work queued so far is done; *timeout* in seconds (None: forever).
+
+        Errors of async work surface here. On timeout, ``AclError`` 507046 is raised.
+        """
+        handle = self._checked_handle()
+        self._owner.make_current()
+        through = self._seq
+        if timeout is None:
+            _backend.call("rt.synchronize_stream", handle, resource=self)
+        else:
+            if timeout < 0:
+                raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
+            _backend.call(
+                "rt.synchronize_stream_with_timeout", handle, int(timeout * 1000), resource=self
+            )
+        self._retire(through)
+
+    def query(self) -> bool:
+        """True if all queued work is complete (never blocks)."""
+        handle = self._checked_handle()
+        self._owner.make_current()
+        through = self._seq
+        status = _backend.call("rt.stream_query", handle, resource=self)
+        if status == _NOT_READY:
+            return False
+        self._retire(through)
+        return True
+
+    def wait(self, event: Event) -> None:
+        """Make later work on this stream wait until *event* (as last recorded) completes."""
+        from .event import Event
+
+        if not isinstance(event, Event):
+            raise TypeError(f"Stream.wait() takes an Event, not {type(event).__name__}")
+        if event.device.id != self.device.id:
+            raise ValueError(
+                f"{event!r} is on device {event.device.id} but {self!r} is on device "
+                f"{self.device.id}; record an event on this device instead"
+            )
+        event_handle = event._checked_handle()
+        handle = self._checked_handle()
+        self._owner.make_current()
+        _backend.call("rt.stream_wait_event", handle, event_handle, resource=self)
+
+    def _release(self, handle: Any) -> None:
+        self._owner.make_current()
+        through = self._seq
+        _backend.call("rt.synchronize_stream", handle, resource=self)
+        self._retire(through)
+        _backend.call("rt.destroy_stream", handle, resource=self)
+
+    def _describe(self) -> str:
+        return f" device={self._owner.device.id}"
+
+
+class DefaultStream(Stream):
+    """The default stream of a device's default context: explicit, and never closed by hand.
+
+    pyacl names it with handle ``0``; this object stands for it so that no API ever takes
+    ``None`` or ``0`` to mean "default". ``close()`` does nothing: it lives as long as its
+    device session.
+    """
+
+    kind = "default stream"
+    tracked = False
+    __slots__ = ()
+
+    def __init__(self, device: Device) -> None:
+        Resource.__init__(self, device)
+        self._init_queue(device)
+        self._open(0)
+
+    def close(self) -> None:
+        """Does nothing: the default stream closes with its device."""
+
+    def _close_with_device(self) -> None:
+        if not self.closed:
+            Resource.close(self)
+
+    def _release(self, handle: Any) -> None:
+        if self._pending:
+            self._owner.make_current()
+            through = self._seq
+            _backend.call("rt.synchronize_stream", handle, resource=self)
+            self._retire(through)
+
+
+def busy_streams() -> list[Stream]:
+    """Streams with async work in flight (in this process)."""
+    return list(_busy.values())
+
+
+def retire_device(device: Device) -> None:
+    """After a device-wide synchronize: every stream of *device* is drained."""
+    for stream in busy_streams():
+        if stream.device is device or stream.device.id == device.id:
+            stream._retire()
