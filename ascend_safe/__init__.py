@@ -37,14 +37,20 @@ from .errors import (
     OutOfDeviceMemoryError,
     ProcessLimitError,
     ResourceClosedError,
+    ResourceLeakError,
 )
 from .event import Event
+from .fork import FORK_POLICIES, get_fork_policy, guard_process_creation, set_fork_policy
 from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, HostMemory, Memory
 from .stream import DefaultStream, Stream
+from .worker import current_device, worker, worker_mp_pool, worker_pool
+
+guard_process_creation()
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FORK_POLICIES",
     "UNINITIALIZED",
     "AclError",
     "AclInternalError",
@@ -75,12 +81,19 @@ __all__ = [
     "ProcessLimitError",
     "Resource",
     "ResourceClosedError",
+    "ResourceLeakError",
     "RunMode",
     "Stream",
     "StreamFlag",
     "StreamStatus",
     "__version__",
     "backend_name",
+    "current_device",
+    "get_fork_policy",
     "leak_report",
     "live_resources",
+    "set_fork_policy",
+    "worker",
+    "worker_mp_pool",
+    "worker_pool",
 ]

@@ -46,7 +46,7 @@ _VALUE_FAILS_ON_ZERO = frozenset({"create_data_buffer", "mdl.create_desc", "mdl.
 #: pyacl reports no code when a bare-value create fails; the library reports this one.
 VALUE_FAILURE_CODE = 500000
 
-_FORK_MESSAGE = (
+FORK_MESSAGE = (
     "pyacl cannot be used in a process forked from one that already used it (CANN forbids it: "
     "calls fail or hang). Start workers with the 'spawn' start method "
     "(multiprocessing.get_context('spawn')) or decorate the worker function with "
@@ -154,7 +154,7 @@ def recent_error_message() -> str | None:
 def check_usable() -> None:
     """Raise :class:`ForkSafetyError` in a forked child of a process that used pyacl."""
     if _process.state.forked_after_use:
-        raise ForkSafetyError(_FORK_MESSAGE)
+        raise ForkSafetyError(FORK_MESSAGE)
 
 
 def call(api: str, *args: Any, resource: object = None) -> Any:
@@ -165,7 +165,7 @@ def call(api: str, *args: Any, resource: object = None) -> Any:
     """
     state = _process.state
     if state.forked_after_use:
-        raise ForkSafetyError(_FORK_MESSAGE)
+        raise ForkSafetyError(FORK_MESSAGE)
     fn = _functions.get(api) or function(api)
     state.acl_used = True
     result = fn(*args)
@@ -185,7 +185,7 @@ def call_value(api: str, *args: Any, resource: object = None) -> Any:
     """Call a bare-value API (no ``ret``); a ``0`` from a create call raises."""
     state = _process.state
     if state.forked_after_use:
-        raise ForkSafetyError(_FORK_MESSAGE)
+        raise ForkSafetyError(FORK_MESSAGE)
     fn = _functions.get(api) or function(api)
     state.acl_used = True
     result = fn(*args)

@@ -50,6 +50,13 @@ def ensure_initialized() -> None:
         _init.initialized = True
 
 
+def forget_initialization() -> None:
+    """Forget that pyacl was initialised (after the backend itself was reset, e.g. in tests)."""
+    with _lock:
+        _init.initialized = False
+        _init.owned = False
+
+
 def exit_teardown() -> None:
     """Synchronize, destroy everything in dependency order, reset devices, finalize if owned."""
     from .stream import Stream

@@ -43,6 +43,7 @@ __all__ = [
     "OutOfDeviceMemoryError",
     "ProcessLimitError",
     "ResourceClosedError",
+    "ResourceLeakError",
     "category_for",
     "describe",
     "error_class_for",
@@ -584,3 +585,7 @@ class ProcessLimitError(AscendSafeError, RuntimeError):
 
 class BackendUnavailableError(AscendSafeError, ImportError):
     """The requested backend (real pyacl or the simulator) cannot be imported or used."""
+
+
+class ResourceLeakError(AscendSafeError, RuntimeError):
+    """A worker call left resources open (they were released); raised when asked to."""

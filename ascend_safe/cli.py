@@ -1,0 +1,141 @@
+"""Command line: ``python -m ascend_safe demo | doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.backend != "auto":
+        os.environ["ASCEND_SAFE_BACKEND"] = args.backend
+    import ascend_safe as asf
+
+    backend = asf.backend_name()
+    if backend == "sim":
+        from . import sim
+
+        # A little latency per queued task, so that stage timings and overlap are visible.
+        sim.configure(async_delay=0.0005)
+    print(f"ascend_safe {asf.__version__} demo on backend '{backend}'")
+    print(
+        f"pipeline: {args.batches} batches of {args.batch_bytes} bytes over "
+        f"{args.streams} streams on device {args.device}"
+    )
+    started = time.perf_counter()
+    timings: dict[str, float] = {"copy in": 0.0, "device work": 0.0, "copy out": 0.0}
+    checked = 0
+    with asf.Device(args.device) as dev:
+        lanes = [_Lane(dev, args.batch_bytes) for _ in range(args.streams)]
+        try:
+            inflight: list[tuple[_Lane, bytes, bytearray]] = []
+            for index in range(args.batches):
+                lane = lanes[index % len(lanes)]
+                if lane.busy is not None:  # reuse a lane: finish its previous batch first
+                    checked += lane.finish(timings)
+                payload = _batch(index, args.batch_bytes)
+                result = bytearray(args.batch_bytes)
+                lane.submit(payload, result)
+                inflight.append((lane, payload, result))
+            for lane in lanes:
+                if lane.busy is not None:
+                    checked += lane.finish(timings)
+        finally:
+            for lane in lanes:
+                lane.close()
+        free, total = dev.mem_info()
+    elapsed = time.perf_counter() - started
+    print(f"verified {checked}/{args.batches} batches in {elapsed * 1000:.1f} ms wall time")
+    for stage, ms in timings.items():
+        print(f"  {stage:<12} {ms:8.2f} ms (device time summed over batches, from events)")
+    print(f"device memory after the run: {free} free of {total} bytes")
+    print("leak report:", asf.leak_report())
+    return 0 if checked == args.batches and not asf.live_resources() else 1
+
+
+def _batch(index: int, size: int) -> bytes:
+    seed = (index * 2654435761) & 0xFF
+    pattern = bytes(range(256)) * (size // 256 + 2)
+    return pattern[seed : seed + size]
+
+
+class _Lane:
+    """One stream with its buffers and stage events: copy in, transform, copy out."""
+
+    def __init__(self, dev: object, size: int) -> None:
+        import ascend_safe as asf
+
+        assert isinstance(dev, asf.Device)
+        self.stream = asf.Stream(dev)
+        self.inp = asf.DeviceMemory(dev, size)
+        self.out = asf.DeviceMemory(dev, size)
+        self.events = [asf.Event(dev) for _ in range(4)]
+        self.busy: tuple[bytes, bytearray] | None = None
+
+    def submit(self, payload: bytes, result: bytearray) -> None:
+        ev = self.events
+        ev[0].record(self.stream)
+        self.inp.copy_from(payload, stream=self.stream)
+        ev[1].record(self.stream)
+        # The "model": clear the output, then move the input through it on the device.
+        self.out.fill(0, stream=self.stream)
+        self.out.copy_from(self.inp, stream=self.stream)
+        ev[2].record(self.stream)
+        self.out.copy_to(result, stream=self.stream)
+        ev[3].record(self.stream)
+        self.busy = (payload, result)
+
+    def finish(self, timings: dict[str, float]) -> int:
+        assert self.busy is not None
+        payload, result = self.busy
+        ev = self.events
+        ev[3].synchronize()
+        timings["copy in"] += ev[0].elapsed_time(ev[1])
+        timings["device work"] += ev[1].elapsed_time(ev[2])
+        timings["copy out"] += ev[2].elapsed_time(ev[3])
+        self.busy = None
+        return 1 if bytes(result) == payload else 0
+
+    def close(self) -> None:
+        for event in self.events:
+            event.close()
+        self.inp.close()
+        self.out.close()
+        self.stream.close()
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import ascend_safe as asf
+
+    print(f"ascend_safe {asf.__version__}, Python {sys.version.split()[0]}")
+    print(f"backend: {asf.backend_name()}")
+    path = "/proc/sys/vm/enable_oom_killer"
+    try:
+        with open(path) as fh:
+            print(f"{path}: {fh.read().strip()}")
+    except OSError:
+        print(f"{path}: not present (only on Ascend RC-form devices)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m ascend_safe``."""
+    parser = argparse.ArgumentParser(prog="python -m ascend_safe")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run an inference-style pipeline and print a report")
+    demo.add_argument("--backend", choices=("auto", "sim", "acl"), default="sim")
+    demo.add_argument("--device", type=int, default=0)
+    demo.add_argument("--streams", type=int, default=3)
+    demo.add_argument("--batches", type=int, default=24)
+    demo.add_argument("--batch-bytes", type=int, default=64 * 1024)
+    demo.set_defaults(run=_demo)
+    doctor = sub.add_parser("doctor", help="report the environment")
+    doctor.set_defaults(run=_doctor)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result

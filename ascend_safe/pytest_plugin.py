@@ -1,0 +1,47 @@
+"""pytest fixtures for code that uses ascend_safe: a fresh simulator per test, leak-checked.
+
+Enable with ``pytest_plugins = ["ascend_safe.pytest_plugin"]`` in a ``conftest.py``. The
+``ascend_sim`` fixture resets the simulator, yields its module, and fails the test if any
+resource is still open or the simulator recorded a violation.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from collections.abc import Iterator
+
+import pytest
+
+__all__ = ["ascend_sim"]
+
+
+@pytest.fixture
+def ascend_sim() -> Iterator[types.ModuleType]:
+    """The simulator, fresh for this test; asserts no leak and no violation afterwards."""
+    os.environ.setdefault("ASCEND_SAFE_BACKEND", "sim")
+    from . import _lifetime, sim
+
+    _reset()
+    yield sim
+    left = _lifetime.live_resources()
+    for root in _lifetime.roots():
+        root.close()
+    handles = sim.live_handles()
+    violations = sim.violations()
+    _reset()
+    assert not left, f"resources left open by the test: {_lifetime.leak_report(left)}"
+    assert handles == {}, f"simulator handles left live: {handles}"
+    assert violations == [], f"simulator recorded violations: {violations}"
+
+
+def _reset() -> None:
+    from . import _lifetime, _runtime, sim
+
+    for root in _lifetime.roots():
+        try:
+            root.close()
+        except Exception:
+            pass
+    sim.reset()
+    _runtime.forget_initialization()

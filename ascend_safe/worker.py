@@ -1,0 +1,217 @@
+"""Worker processes that are safe by construction: spawn-based, one device session each.
+
+``@worker(device=0)`` makes a function safe to run in worker processes: it refuses to run in a
+forked child of a pyacl process, opens one device session per process (lazily, reused across
+calls), releases what a call left open (and reports it), tears down at process exit, and asks the
+kernel to kill the worker when its parent dies (``PR_SET_PDEATHSIG``), so orphans never hold a
+device. :func:`worker_pool` and :func:`worker_mp_pool` build spawn-based pools whose workers are
+spread over devices.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import functools
+import logging
+import multiprocessing
+import multiprocessing.pool
+import multiprocessing.util
+import os
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any, Callable, TypeVar
+
+from . import _lifetime, _process, _runtime
+from ._backend import FORK_MESSAGE
+from .device import Device
+from .errors import ForkSafetyError, ResourceLeakError
+
+__all__ = ["LEAK_POLICIES", "current_device", "worker", "worker_mp_pool", "worker_pool"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+LEAK_POLICIES = ("warn", "raise", "ignore")
+_PR_SET_PDEATHSIG = 1
+
+_log = logging.getLogger("ascend_safe")
+_lock = threading.Lock()
+_calls = threading.local()  # .stack: device sessions of the worker calls running in this thread
+
+
+class _WorkerProcess:
+    """What this process knows about being a worker."""
+
+    #: Device picked for this process by a pool initializer (None outside pools).
+    pool_device: int | None = None
+    #: Open sessions, by device id.
+    sessions: dict[int, Device] = {}
+    prepared_pid = 0
+
+
+_here = _WorkerProcess()
+
+
+def current_device() -> Device:
+    """The device session of the running worker call (or of this pool worker process)."""
+    stack = getattr(_calls, "stack", None)
+    if stack:
+        dev: Device = stack[-1]
+        return dev
+    if _here.pool_device is not None:
+        return _session(_here.pool_device)
+    raise RuntimeError(
+        "current_device() is only available inside an @ascend_safe.worker function or in a "
+        "worker of ascend_safe.worker_pool()"
+    )
+
+
+def worker(device: int | None = None, *, leaks: str = "warn") -> Callable[[F], F]:
+    """Decorate a function to run in worker processes with a device session.
+
+    *device*: the device to open (None: the one the pool assigned to this worker, else 0).
+    *leaks*: what to do with resources a call leaves open, after releasing them: ``"warn"``
+    (``ResourceWarning`` and a log line), ``"raise"`` (:class:`ResourceLeakError`), ``"ignore"``.
+    """
+    if leaks not in LEAK_POLICIES:
+        raise ValueError(f"leaks must be one of {', '.join(LEAK_POLICIES)}, not {leaks!r}")
+    if device is not None and (isinstance(device, bool) or not isinstance(device, int)):
+        raise TypeError(f"device must be an int or None, not {type(device).__name__}")
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            _prepare_process()
+            dev = _session(_pick_device(device))
+            before = {id(r) for r in _lifetime.live_resources()}
+            stack = getattr(_calls, "stack", None)
+            if stack is None:
+                stack = _calls.stack = []
+            stack.append(dev)
+            failed = False
+            try:
+                return fn(*args, **kwargs)
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                stack.pop()
+                _release_leftovers(fn, before, leaks, failed)
+
+        run.__ascend_safe_worker__ = True  # type: ignore[attr-defined]
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def _pick_device(device: int | None) -> int:
+    if device is not None:
+        return device
+    return 0 if _here.pool_device is None else _here.pool_device
+
+
+def _session(device_id: int) -> Device:
+    dev = _here.sessions.get(device_id)
+    if dev is not None and not dev.closed:
+        return dev
+    with _lock:
+        dev = _here.sessions.get(device_id)
+        if dev is None or dev.closed:
+            dev = _here.sessions[device_id] = Device(device_id)
+    return dev
+
+
+def _release_leftovers(fn: Callable[..., Any], before: set[int], leaks: str, failed: bool) -> None:
+    sessions = {id(d) for d in _here.sessions.values()}
+    left = [
+        r
+        for r in _lifetime.live_resources()
+        if id(r) not in before and id(r) not in sessions
+    ]
+    if not left:
+        return
+    report = _lifetime.leak_report(left)
+    for resource in reversed(left):
+        try:
+            resource.close()
+        except Exception as exc:
+            _log.warning("ascend_safe worker: releasing %r failed: %s", resource, exc)
+    name = getattr(fn, "__qualname__", repr(fn))
+    message = f"{name} left resources open; they were released: {report}"
+    if leaks == "ignore":
+        return
+    if leaks == "raise" and not failed:
+        raise ResourceLeakError(message)
+    _log.warning("ascend_safe worker: %s", message)
+    warnings.warn(message, ResourceWarning, stacklevel=3)
+
+
+def _prepare_process() -> None:
+    """Once per process: refuse forked children of pyacl users, tie the worker to its parent."""
+    if _process.state.forked_after_use:
+        raise ForkSafetyError(FORK_MESSAGE)
+    if _here.prepared_pid == _process.state.pid:
+        return
+    _here.prepared_pid = _process.state.pid
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        _die_with_parent(parent.pid)
+        # multiprocessing children may end through os._exit: tear down in its exit hook too
+        multiprocessing.util.Finalize(None, _runtime.exit_teardown, exitpriority=100)
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the request took effect
+
+
+# -- pools ------------------------------------------------------------------------------------
+
+
+def _pool_initializer(devices: tuple[int, ...], counter: Any) -> None:
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    _here.pool_device = devices[index % len(devices)]
+    _prepare_process()
+
+
+def _pool_args(workers: int, devices: Sequence[int]) -> tuple[Any, tuple[Any, ...]]:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    chosen = tuple(devices)
+    if not chosen or not all(isinstance(d, int) and d >= 0 for d in chosen):
+        raise ValueError(f"devices must be a non-empty sequence of device ids, got {devices!r}")
+    ctx = multiprocessing.get_context("spawn")
+    return ctx, (chosen, ctx.Value("i", 0))
+
+
+def worker_pool(
+    workers: int, devices: Sequence[int] = (0,)
+) -> concurrent.futures.ProcessPoolExecutor:
+    """A spawn-based ``ProcessPoolExecutor`` whose workers each hold a session on one of
+    *devices*, assigned round-robin. Submit from a long-lived thread: the kernel's parent-death
+    signal follows the thread that started the worker."""
+    ctx, initargs = _pool_args(workers, devices)
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_pool_initializer, initargs=initargs
+    )
+
+
+def worker_mp_pool(workers: int, devices: Sequence[int] = (0,)) -> multiprocessing.pool.Pool:
+    """The same as :func:`worker_pool`, as a spawn-based ``multiprocessing.Pool``."""
+    ctx, initargs = _pool_args(workers, devices)
+    pool: multiprocessing.pool.Pool = ctx.Pool(
+        workers, initializer=_pool_initializer, initargs=initargs
+    )
+    return pool

@@ -1,0 +1,89 @@
+"""Bad input is refused with a clear error before pyacl is called; pyacl failures map to
+``AclError`` subclasses carrying code, name, API and pyacl's message."""
+
+from __future__ import annotations
+
+import pytest
+
+import ascend_safe as asf
+
+
+@pytest.mark.parametrize(
+    ("make", "exc", "match"),
+    [
+        (lambda d: asf.DeviceMemory(d, -1), ValueError, "> 0"),
+        (lambda d: asf.DeviceMemory(d, 0), ValueError, "> 0"),
+        (lambda d: asf.DeviceMemory(d, 1.5), TypeError, "int"),
+        (lambda d: asf.HostMemory(d, "8"), TypeError, "int"),
+        (lambda d: asf.DeviceMemory(d, 8, fill=256), ValueError, "0..255"),
+        (lambda d: asf.DeviceMemory(d, 8, fill=None), TypeError, "UNINITIALIZED"),
+        (lambda d: asf.DeviceMemory(object(), 8), TypeError, "Device or Context"),
+        (lambda d: asf.Stream(None), TypeError, "Device or Context"),
+        (lambda d: asf.Stream(d, priority=9), ValueError, "priority"),
+        (lambda d: asf.DataBuffer(b"x"), TypeError, "memory object"),
+        (lambda d: asf.Context(0), TypeError, "Device"),
+    ],
+)
+def test_bad_constructor_arguments(sim, make, exc, match):
+    with asf.Device(0) as dev:
+        sim.reset_call_counts()
+        with pytest.raises(exc, match=match):
+            make(dev)
+        assert sim.call_counts() == {}
+
+
+def test_bad_device_ids():
+    with pytest.raises(ValueError):
+        asf.Device(-1)
+    with pytest.raises(TypeError):
+        asf.Device("0")
+
+
+def test_copy_bounds_and_types(sim):
+    with asf.Device(0) as dev, dev.malloc(16) as d:
+        sim.reset_call_counts()
+        with pytest.raises(ValueError, match="allocate a larger buffer"):
+            d.copy_from(b"x" * 17)
+        with pytest.raises(ValueError, match="allocate a larger buffer"):
+            d.copy_from(b"x" * 8, offset=9)
+        with pytest.raises(ValueError):
+            d.copy_to(bytearray(8))
+        with pytest.raises(TypeError, match="read-only"):
+            d.copy_to(b"\x00" * 16)
+        with pytest.raises(TypeError, match="must be a memory object"):
+            d.copy_from(12345)
+        with pytest.raises(TypeError, match="None"):
+            d.copy_from(None)
+        with pytest.raises(ValueError, match=">= 0"):
+            d.copy_from(b"x", offset=-1)
+        assert sim.call_counts() == {}
+        with dev.stream() as s, pytest.raises(ValueError, match="64-byte aligned"):
+            d.copy_from(b"x", offset=3, stream=s)
+
+
+def test_out_of_memory_is_typed(sim):
+    sim.configure(memory_per_device=1 << 20)
+    with asf.Device(0) as dev:
+        with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+            dev.malloc(2 << 20)
+        err = info.value
+        assert err.code == 207001
+        assert err.api == "acl.rt.malloc"
+        assert err.name == "ACL_ERROR_RT_MEMORY_ALLOCATION"
+        assert "DeviceMemory" in str(err)
+        assert isinstance(err, asf.AclResourceError)
+
+
+def test_invalid_device_id_from_pyacl(sim):
+    with pytest.raises(asf.AclError) as info:
+        asf.Device(7)
+    assert info.value.code == 107001
+    assert info.value.api == "acl.rt.set_device"
+    assert sim.live_handles() == {}
+
+
+def test_recent_error_message_is_attached(sim):
+    sim.configure(memory_per_device=1 << 20)
+    with asf.Device(0) as dev, pytest.raises(asf.AclError) as info:
+        dev.malloc(4 << 20)
+    assert info.value.recent_message  # the simulator explains every failure
