@@ -8,6 +8,7 @@ through page-locked memory, as pyacl requires pinned, 64-byte aligned host memor
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _backend
@@ -165,7 +166,7 @@ def _copy_async(
         ctypes.memmove(staging.ptr, src_addr, nbytes)
         src_addr = staging.ptr
         keepalive += (staging,)
-        on_retire = staging.close
+        on_retire = functools.partial(_release_staging, staging)
     elif dst.memory is None:  # device -> pageable host: land in pinned memory, copy out later
         staging = HostMemory(stream.device, nbytes, fill=UNINITIALIZED)
         target = dst_addr
@@ -173,7 +174,7 @@ def _copy_async(
 
         def _deliver() -> None:
             ctypes.memmove(target, final.ptr, nbytes)
-            final.close()
+            _release_staging(final)
 
         keepalive += (staging,)
         on_retire = _deliver
@@ -190,6 +191,14 @@ def _copy_async(
         raise
     for m in memories:
         m._users[stream._serial] = stream
+    if staging is not None:
+        staging._users[stream._serial] = stream
+
+
+def _release_staging(staging: Memory) -> None:
+    """Free a staging buffer once the submission using it is known complete."""
+    staging._users.clear()  # its only user is the submission that just retired
+    staging.close()
 
 
 def _which(end: Endpoint) -> str:

@@ -43,6 +43,15 @@ class ContextOwner(Resource):
             _backend.call("rt.set_context", self._ctx, resource=self)
             _thread.current = self._serial
 
+    def _close_children(self) -> None:
+        # Drain this context's streams before anything is freed: pyacl's free is immediate.
+        from .stream import busy_streams
+
+        for stream in busy_streams():
+            if stream.owner is self and not stream.closed:
+                stream.synchronize()
+        super()._close_children()
+
     def _became_current(self) -> None:
         _thread.current = self._serial
 

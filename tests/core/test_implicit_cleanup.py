@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
@@ -20,7 +21,7 @@ def test_unclosed_memory_warns_and_is_released(sim):
         assert ptr not in sim.live_handles().get("device_memory", [])
 
 
-def test_unclosed_cycle_is_released_in_order(sim):
+def test_in_flight_work_keeps_dropped_objects_alive_until_retired(sim):
     sim.configure(async_delay=0.01)
     with asf.Device(0) as dev:
         s = dev.stream()
@@ -28,23 +29,33 @@ def test_unclosed_cycle_is_released_in_order(sim):
         out = bytearray(256)
         mem.fill(9, stream=s)
         mem.copy_to(out, stream=s)  # stream <-> memory reference each other while in flight
+        refs = [weakref.ref(s), weakref.ref(mem)]
+        del s, mem
+        gc.collect()
+        assert all(r() is not None for r in refs)  # queued work still needs them
         with pytest.warns(ResourceWarning):
-            del s, mem
+            dev.synchronize()  # retires the work: the dropped objects can go now
             gc.collect()
-        asf.live_resources()
         assert out == b"\x09" * 256
+        assert asf.live_resources() == [dev]
         assert set(sim.live_handles()) == {"device"}
     assert sim.violations() == []
 
 
 def test_unclosed_device_is_released_with_children(sim):
     dev = asf.Device(0)
-    dev.malloc(64)
-    dev.stream()
-    with pytest.warns(ResourceWarning):
-        del dev
+    mem, stream = dev.malloc(64), dev.stream()
+    with pytest.warns(ResourceWarning) as record:
+        del dev, mem, stream
         gc.collect()
-    assert asf.live_resources() == []
+        asf.live_resources()  # releases the children, which held the device
+        gc.collect()  # the device, freed from its deferred children
+        assert asf.live_resources() == []
+    assert {str(w.message).split("#")[0] for w in record} == {
+        "unclosed <Device ",
+        "unclosed <DeviceMemory ",
+        "unclosed <Stream ",
+    }
     assert sim.live_handles() == {}
 
 

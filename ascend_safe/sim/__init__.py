@@ -1,0 +1,190 @@
+"""A strict, in-process simulator of pyacl (CANN's ``import acl``).
+
+Unmodified pyacl programs run on it (``install()`` puts it in ``sys.modules["acl"]``), real bytes
+move, streams run asynchronously, and misuse is recorded as :class:`Violation` records. It only
+uses the standard library (numpy is imported lazily by ``acl.util`` numpy helpers) and never
+imports the rest of ``ascend_safe``. Full documentation: ``docs/simulator.md``.
+
+Module tree: ``acl`` (init, finalize, finalize_reference, get_version, get_soc_name,
+get_recent_err_msg, get_cann_version, data buffers), ``acl.rt`` (device, context, stream, event,
+memory), ``acl.media`` (dvpp_malloc, dvpp_free), ``acl.util`` (numpy/bytes pointer helpers),
+``acl.mdl`` (empty). No constants are exported, as in pyacl. Arguments are positional only; a
+wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
+
+Options (``configure(**options)``, or the environment variable ``ASCEND_SAFE_SIM_<OPTION>``
+read at import and at ``reset()``; unknown option -> TypeError, bad value -> ValueError):
+
+- ``device_count`` (2), ``memory_per_device`` (1 GiB budget per device; only allocated bytes
+  are backed), ``soc_name`` ("Ascend910B4"), ``run_mode`` (1 = ACL_HOST, 0 = ACL_DEVICE/RC),
+  ``vm`` (False).
+- ``max_procs_per_device`` (None: 63 for Ascend910B*/Ascend910_93*, else 64; 32 if ``vm``),
+  enforced across real processes with ``flock``-ed slot files in ``state_dir`` (default
+  ``$TMPDIR/ascend_safe_sim-<uid>``). A full device makes ``set_device`` return 207012.
+- ``rc_malloc_blocks`` (True), ``rc_malloc_timeout`` (10.0 s): in RC mode a malloc that does not
+  fit blocks until memory is freed; on timeout it returns 207001 and records ``rc_malloc_hang``.
+- ``call_latency`` (0.0 s slept in every call), ``async_delay`` (0.0 s per queued stream task).
+- ``lose_device_on_hibernate`` (True): see :func:`hibernate`.
+- ``record_file`` (None): violations are also appended to this file as JSON lines, so a parent
+  sees those of its children (``ASCEND_SAFE_SIM_RECORD_FILE`` is inherited).
+
+Error codes the reference leaves open, as chosen here: out-of-range device 107001; no current
+context 107002; stale/foreign/double-destroyed handle 107017 (data buffers: 100000); destroying
+a stream from a context other than its own 107003; destroying a default context 100000; bad or
+foreign pointer in memcpy/memset 107000; free of a foreign/freed pointer 207002; unaligned
+memcpy_async 100000; memcpy kind out of 0..7 100000; missing init config file 100003, non-JSON
+config 100006; finalize before init 100037; forked-child call 507899; lost device 207004;
+event_elapsed_time on an unrecorded/incomplete event 507006; device sync timeout 507046;
+reset_device of a device not set: 0 (no-op).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from . import _config
+from ._api import SPECS, build_modules
+from ._core import Simulator, Violation
+
+__all__ = [
+    "Violation",
+    "acl_module",
+    "call_counts",
+    "clear_faults",
+    "clear_violations",
+    "configure",
+    "hibernate",
+    "hold_streams",
+    "initialized",
+    "inject_fault",
+    "install",
+    "live_handles",
+    "reset",
+    "reset_call_counts",
+    "uninstall",
+    "violations",
+]
+
+_SIM = Simulator()
+_MODULES: dict[str, types.ModuleType] = build_modules(_SIM)
+_FAULTABLE = frozenset(spec.name for spec in SPECS if not spec.util)
+_ALL_APIS = frozenset(spec.name for spec in SPECS)
+
+os.register_at_fork(after_in_child=lambda: _SIM.after_fork_in_child())
+
+
+def acl_module() -> types.ModuleType:
+    """The simulated ``acl`` module, without installing it in ``sys.modules``."""
+    return _MODULES["acl"]
+
+
+def install() -> types.ModuleType:
+    """Make ``import acl`` (and its submodules) the simulator; idempotent."""
+    sys.modules.update(_MODULES)
+    return _MODULES["acl"]
+
+
+def uninstall() -> None:
+    """Remove the simulated modules from ``sys.modules`` (only if they are ours)."""
+    for name, module in _MODULES.items():
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+
+
+def configure(**options: Any) -> None:
+    """Change simulator options (see the module docstring); all-or-nothing."""
+    checked = _config.validate(options)
+    with _SIM.lock:
+        for name, value in checked.items():
+            setattr(_SIM.config, name, value)
+
+
+def reset() -> None:
+    """Tear down all simulator state and re-read defaults and environment variables (tests)."""
+    _SIM.reset()
+
+
+def _api_name(api: str) -> str:
+    name = api[4:] if api.startswith("acl.") else api
+    if name not in _ALL_APIS:
+        raise ValueError(f"unknown pyacl api {api!r}")
+    return name
+
+
+def inject_fault(api: str, code: int, *, after: int = 0, times: int = 1) -> None:
+    """Make *api* (``"rt.malloc"``) return *code* without side effect.
+
+    The first *after* calls run normally; the next *times* calls fail.
+    """
+    name = _api_name(api)
+    if name not in _FAULTABLE:
+        raise ValueError(f"acl.{name} has no return code to fault")
+    if type(code) is not int:
+        raise ValueError(f"fault code must be an int, got {code!r}")
+    if type(after) is not int or after < 0:
+        raise ValueError(f"after must be an int >= 0, got {after!r}")
+    if type(times) is not int or times < 1:
+        raise ValueError(f"times must be an int >= 1, got {times!r}")
+    _SIM.inject_fault(name, code, after, times)
+
+
+def clear_faults() -> None:
+    """Remove every injected fault."""
+    with _SIM.lock:
+        _SIM.faults.clear()
+
+
+def call_counts() -> dict[str, int]:
+    """How many times each api (``"rt.malloc"``) was called since the last reset."""
+    with _SIM.lock:
+        return dict(_SIM.call_counts)
+
+
+def reset_call_counts() -> None:
+    """Zero the call counters."""
+    with _SIM.lock:
+        _SIM.call_counts.clear()
+
+
+def live_handles() -> dict[str, list[int]]:
+    """What is still set, created or allocated in this process, by kind; ``{}`` means nothing."""
+    return _SIM.live_handles()
+
+
+def initialized() -> bool:
+    """Whether the ``acl.init`` refcount is above zero."""
+    return _SIM.init_count > 0
+
+
+def violations() -> list[Violation]:
+    """Recorded violations (including other processes' ones from ``record_file``)."""
+    return _SIM.violations()
+
+
+def clear_violations() -> None:
+    """Forget recorded violations (and empty ``record_file``)."""
+    _SIM.clear_violations()
+
+
+def hibernate() -> None:
+    """Simulate a system sleep and wake; set devices are flagged and (by default) lost."""
+    _SIM.hibernate()
+
+
+@contextlib.contextmanager
+def hold_streams() -> Iterator[None]:
+    """While held, stream workers start no task, so queued async work stays in flight."""
+    _SIM.hold()
+    try:
+        yield
+    finally:
+        _SIM.unhold()
+
+
+def _state_for_tests() -> Optional[Simulator]:
+    """The simulator instance (internal; for white-box tests)."""
+    return _SIM

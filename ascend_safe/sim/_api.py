@@ -1,0 +1,241 @@
+"""The simulated ``acl`` module tree: pyacl-style argument parsing and the function table."""
+
+from __future__ import annotations
+
+import ctypes
+import types
+import warnings
+from typing import Any, Callable, Optional
+
+from ._core import ApiSpec, Simulator
+from ._memory import is_device_address
+
+__all__ = ["SPECS", "build_modules"]
+
+_MASK64 = (1 << 64) - 1
+_INT_MIN = -(1 << 31)
+_INT_MAX = (1 << 31) - 1
+
+
+def _spec(name: str, fmt: str, outs: Optional[tuple[Any, ...]] = (), **flags: Any) -> ApiSpec:
+    impl = "api_" + name.rsplit(".", 1)[-1]
+    return ApiSpec(name=name, impl=impl, fmt=fmt, outs=outs, **flags)
+
+
+#: Every simulated function: dotted name below ``acl``, parse format, outputs before ``ret``.
+#: Format letters follow CPython's ``PyArg_ParseTuple``: ``k`` unsigned long (masked, bool ok),
+#: ``i`` C int (range-checked), ``s`` str, ``O`` any object, ``|`` starts optional arguments.
+SPECS: tuple[ApiSpec, ...] = (
+    _spec("init", "|s", needs_init=False),
+    _spec("finalize", "", needs_init=False, cleanup=True),
+    _spec("finalize_reference", "", (0,), needs_init=False, cleanup=True),
+    _spec("get_version", "", (0, 0, 0), needs_init=False),
+    _spec("get_soc_name", "", None, needs_init=False),
+    _spec("get_recent_err_msg", "", None, needs_init=False),
+    _spec("get_cann_version", "i", (None,)),
+    _spec("create_data_buffer", "kk", None, bare_default=0, needs_init=False),
+    _spec("destroy_data_buffer", "k", needs_init=False, cleanup=True),
+    _spec("get_data_buffer_addr", "k", None, bare_default=0, needs_init=False),
+    _spec("get_data_buffer_size", "k", None, bare_default=0, needs_init=False),
+    _spec("get_data_buffer_size_v2", "k", None, bare_default=0, needs_init=False),
+    _spec("update_data_buffer", "kkk", needs_init=False),
+    _spec("rt.set_device", "i"),
+    _spec("rt.reset_device", "i", cleanup=True, locked=False),
+    _spec("rt.reset_device_force", "i", cleanup=True),
+    _spec("rt.get_device", "", (0,)),
+    _spec("rt.get_device_count", "", (0,)),
+    _spec("rt.get_run_mode", "", (0,)),
+    _spec("rt.synchronize_device", "", locked=False),
+    _spec("rt.synchronize_device_with_timeout", "i", locked=False),
+    _spec("rt.create_context", "i", (0,)),
+    _spec("rt.destroy_context", "k", cleanup=True),
+    _spec("rt.set_context", "k", cleanup=True),
+    _spec("rt.get_context", "", (0,), cleanup=True),
+    _spec("rt.create_stream", "", (0,)),
+    _spec("rt.create_stream_with_config", "ik", (0,)),
+    _spec("rt.destroy_stream", "k", cleanup=True, locked=False),
+    _spec("rt.destroy_stream_force", "k", cleanup=True, locked=False),
+    _spec("rt.synchronize_stream", "k", locked=False),
+    _spec("rt.synchronize_stream_with_timeout", "ki", locked=False),
+    _spec("rt.stream_query", "k", (0,)),
+    _spec("rt.create_event", "", (0,)),
+    _spec("rt.create_event_with_flag", "k", (0,)),
+    _spec("rt.create_event_ex_with_flag", "k", (0,)),
+    _spec("rt.destroy_event", "k", cleanup=True),
+    _spec("rt.record_event", "kk"),
+    _spec("rt.reset_event", "kk"),
+    _spec("rt.synchronize_event", "k", locked=False),
+    _spec("rt.synchronize_event_with_timeout", "ki", locked=False),
+    _spec("rt.query_event", "k", (0,)),
+    _spec("rt.query_event_status", "k", (0,)),
+    _spec("rt.query_event_wait_status", "k", (0,)),
+    _spec("rt.event_elapsed_time", "kk", (0.0,)),
+    _spec("rt.stream_wait_event", "kk"),
+    _spec("rt.malloc", "ki", (0,)),
+    _spec("rt.malloc_align32", "ki", (0,)),
+    _spec("rt.malloc_cached", "ki", (0,)),
+    _spec("rt.malloc_host", "k", (0,)),
+    _spec("rt.free", "k", cleanup=True),
+    _spec("rt.free_host", "k", cleanup=True),
+    _spec("rt.memset", "kkik"),
+    _spec("rt.memset_async", "kkikk"),
+    _spec("rt.memcpy", "kkkki"),
+    _spec("rt.memcpy_async", "kkkkik"),
+    _spec("rt.get_mem_info", "i", (0, 0)),
+    _spec("media.dvpp_malloc", "k", (0,)),
+    _spec("media.dvpp_free", "k", cleanup=True),
+    _spec("util.numpy_to_ptr", "O", None, needs_init=False, util=True, locked=False),
+    _spec("util.numpy_contiguous_to_ptr", "O", None, needs_init=False, util=True, locked=False),
+    _spec("util.ptr_to_numpy", "kOi", None, needs_init=False, util=True, locked=False),
+    _spec("util.bytes_to_ptr", "O", None, needs_init=False, util=True, locked=False),
+    _spec("util.ptr_to_bytes", "kk", None, needs_init=False, util=True, locked=False),
+)
+
+
+def _parse(full: str, fmt: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Check *args* against *fmt* like ``PyArg_ParseTuple``; TypeError like pyacl on failure."""
+    required = fmt.split("|")[0]
+    letters = fmt.replace("|", "")
+    if not len(required) <= len(args) <= len(letters):
+        raise TypeError(f"{full} args parse failed")
+    out: list[Any] = []
+    for letter, value in zip(letters, args):
+        if letter == "k":
+            if not isinstance(value, int):
+                raise TypeError(f"{full} args parse failed")
+            out.append(int(value) & _MASK64)
+        elif letter == "i":
+            if not isinstance(value, int) or not _INT_MIN <= value <= _INT_MAX:
+                raise TypeError(f"{full} args parse failed")
+            out.append(int(value))
+        elif letter == "s":
+            if not isinstance(value, str):
+                raise TypeError(f"{full} args parse failed")
+            out.append(value)
+        else:
+            out.append(value)
+    return tuple(out)
+
+
+def _make(sim: Simulator, spec: ApiSpec) -> Callable[..., Any]:
+    full = "acl." + spec.name
+
+    def function(*args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            raise TypeError(f"{full}() takes no keyword arguments")
+        return sim.dispatch(spec, _parse(full, spec.fmt, args))
+
+    short = spec.name.rsplit(".", 1)[-1]
+    function.__name__ = short
+    function.__qualname__ = short
+    function.__doc__ = f"Simulated {full} (see ascend_safe.sim)."
+    return function
+
+
+# ------------------------------------------------------------------ acl.util behaviour
+
+
+def _numpy() -> Any:
+    import numpy
+
+    return numpy
+
+
+def _host_only(ptr: int, api: str) -> None:
+    if ptr == 0 or is_device_address(ptr):
+        raise ValueError(f"acl.util.{api}: 0x{ptr:x} is not host memory the host can read")
+
+
+def _numpy_to_ptr(array: Any) -> int:
+    np = _numpy()
+    if not isinstance(array, np.ndarray):
+        raise ValueError("acl.util.numpy_to_ptr expects a numpy.ndarray")
+    warnings.warn(
+        "acl.util.numpy_to_ptr will be deprecated, use acl.util.bytes_to_ptr",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if not array.flags["C_CONTIGUOUS"]:
+        warnings.warn("numpy_to_ptr: array is not contiguous", DeprecationWarning, stacklevel=3)
+    return int(array.ctypes.data)
+
+
+def _numpy_contiguous_to_ptr(array: Any) -> tuple[int, Any]:
+    np = _numpy()
+    if not isinstance(array, np.ndarray):
+        raise ValueError("acl.util.numpy_contiguous_to_ptr expects a numpy.ndarray")
+    contiguous = np.ascontiguousarray(array)
+    return int(contiguous.ctypes.data), contiguous
+
+
+_NPY_TYPES = {
+    0: "bool",
+    1: "int8",
+    2: "uint8",
+    3: "int16",
+    4: "uint16",
+    5: "int32",
+    6: "uint32",
+    7: "int64",
+    8: "uint64",
+    9: "longlong",
+    10: "ulonglong",
+    11: "float32",
+    12: "float64",
+    23: "float16",
+}
+
+
+def _ptr_to_numpy(ptr: int, shape: Any, npy_type: int) -> Any:
+    np = _numpy()
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ValueError("acl.util.ptr_to_numpy: shape must be a tuple of non-negative ints")
+    if npy_type not in _NPY_TYPES:
+        raise ValueError(f"acl.util.ptr_to_numpy: unsupported npy type {npy_type}")
+    _host_only(ptr, "ptr_to_numpy")
+    dtype = np.dtype(_NPY_TYPES[npy_type])
+    count = 1
+    for n in shape:
+        count *= n
+    raw = (ctypes.c_char * (count * dtype.itemsize)).from_address(ptr)
+    return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+
+
+def _bytes_to_ptr(data: Any) -> int:
+    if not isinstance(data, bytes):
+        raise ValueError("acl.util.bytes_to_ptr expects a bytes object")
+    address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+    return int(address or 0)
+
+
+def _ptr_to_bytes(ptr: int, size: int) -> bytes:
+    _host_only(ptr, "ptr_to_bytes")
+    return ctypes.string_at(ptr, size)
+
+
+_UTIL: dict[str, Callable[..., Any]] = {
+    "api_numpy_to_ptr": _numpy_to_ptr,
+    "api_numpy_contiguous_to_ptr": _numpy_contiguous_to_ptr,
+    "api_ptr_to_numpy": _ptr_to_numpy,
+    "api_bytes_to_ptr": _bytes_to_ptr,
+    "api_ptr_to_bytes": _ptr_to_bytes,
+}
+
+
+def build_modules(sim: Simulator) -> dict[str, types.ModuleType]:
+    """Fresh ``acl`` module tree (with rt, media, util, mdl) bound to *sim*."""
+    for impl, fn in _UTIL.items():
+        setattr(sim, impl, fn)
+    root = types.ModuleType("acl", "Simulated pyacl (ascend_safe.sim); exports no constants.")
+    root.__path__ = []
+    root.__ascend_safe_sim__ = True  # type: ignore[attr-defined]
+    modules = {"acl": root}
+    for sub in ("rt", "media", "util", "mdl"):
+        module = types.ModuleType(f"acl.{sub}", f"Simulated pyacl acl.{sub}.")
+        setattr(root, sub, module)
+        modules[f"acl.{sub}"] = module
+    for spec in SPECS:
+        parts = spec.name.split(".")
+        target = modules["acl" if len(parts) == 1 else f"acl.{parts[0]}"]
+        setattr(target, parts[-1], _make(sim, spec))
+    return modules

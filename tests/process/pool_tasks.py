@@ -1,0 +1,44 @@
+"""Worker functions for the pool tests (importable by spawned workers)."""
+
+from __future__ import annotations
+
+import os
+
+import ascend_safe as asf
+from ascend_safe import sim
+
+
+@asf.worker()
+def round_trip(payload: bytes) -> tuple[int, int, bytes]:
+    dev = asf.current_device()
+    with dev.stream() as s, dev.malloc(len(payload)) as mem:
+        mem.copy_from(payload, stream=s)
+        out = bytearray(len(payload))
+        mem.copy_to(out, stream=s)
+        s.synchronize()
+    return os.getpid(), dev.id, bytes(out)
+
+
+@asf.worker(leaks="raise")
+def leaky(n: int) -> int:
+    dev = asf.current_device()
+    for _ in range(n):
+        dev.malloc(64)
+    dev.stream()
+    return n
+
+
+@asf.worker(leaks="warn")
+def leaky_warn() -> int:
+    asf.current_device().malloc(64)
+    return os.getpid()
+
+
+@asf.worker()
+def simulator_state() -> tuple[int, dict[str, list[int]], list[str]]:
+    return os.getpid(), sim.live_handles(), [v.kind for v in sim.violations()]
+
+
+@asf.worker(device=1)
+def on_device_one() -> int:
+    return asf.current_device().id
