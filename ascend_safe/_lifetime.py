@@ -36,6 +36,8 @@ _registry: dict[int, weakref.ref[Resource]] = {}
 #: Resources collected while open, released at the next safe point.
 _deferred: list[Resource] = []
 _trace = os.environ.get("ASCEND_SAFE_TRACE", "") not in ("", "0")
+#: How many objects of each class were garbage-collected while still open.
+collected_while_open: Counter[str] = Counter()
 
 
 class _Flags:
@@ -210,6 +212,7 @@ class Resource:
             if _process.state.is_foreign(self._pid):
                 self._state = _ABANDONED
                 return
+            collected_while_open[type(self).__name__] += 1
             warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
             _deferred.append(self)  # resurrected until the next safe point releases it
         except BaseException:
@@ -272,6 +275,11 @@ def live_resources() -> list[Resource]:
     with _lock:
         refs = list(_registry.values())
     return [r for r in (ref() for ref in refs) if r is not None and r._state == _OPEN]
+
+
+def serial_mark() -> int:
+    """A number below the serial of every resource created from now on."""
+    return next(_serials)
 
 
 def roots() -> list[Resource]:

@@ -430,7 +430,6 @@ def acquire(device: int, limit: int, *, timeout: float | None = 0.0) -> DeviceSl
     start = time.monotonic()
     delay = _POLL_FIRST
     while True:
-        _lock.acquire()
         slot, holders = _try_once(device, limit)
         if slot is not None:
             return slot

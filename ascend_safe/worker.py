@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
@@ -85,7 +86,8 @@ def worker(device: int | None = None, *, leaks: str = "warn") -> Callable[[F], F
         def run(*args: Any, **kwargs: Any) -> Any:
             _prepare_process()
             dev = _session(_pick_device(device))
-            before = {id(r) for r in _lifetime.live_resources()}
+            mark = _lifetime.serial_mark()
+            collected = Counter(_lifetime.collected_while_open)
             stack = getattr(_calls, "stack", None)
             if stack is None:
                 stack = _calls.stack = []
@@ -98,7 +100,7 @@ def worker(device: int | None = None, *, leaks: str = "warn") -> Callable[[F], F
                 raise
             finally:
                 stack.pop()
-                _release_leftovers(fn, before, leaks, failed)
+                _release_leftovers(fn, mark, collected, leaks, failed)
 
         run.__ascend_safe_worker__ = True  # type: ignore[attr-defined]
         return run  # type: ignore[return-value]
@@ -123,16 +125,21 @@ def _session(device_id: int) -> Device:
     return dev
 
 
-def _release_leftovers(fn: Callable[..., Any], before: set[int], leaks: str, failed: bool) -> None:
-    sessions = {id(d) for d in _here.sessions.values()}
+def _release_leftovers(
+    fn: Callable[..., Any], mark: int, collected_before: Counter[str], leaks: str, failed: bool
+) -> None:
+    """Release what the call left open; count what it let the garbage collector find open."""
+    sessions = [id(d) for d in _here.sessions.values()]
     left = [
         r
-        for r in _lifetime.live_resources()
-        if id(r) not in before and id(r) not in sessions
+        for r in _lifetime.live_resources()  # also releases objects collected while open
+        if r._serial > mark and id(r) not in sessions
     ]
-    if not left:
+    collected = _lifetime.collected_while_open - collected_before
+    if not left and not collected:
         return
-    report = _lifetime.leak_report(left)
+    kinds = Counter(type(r).__name__ for r in left) + collected
+    report = ", ".join(f"{n} {name}" for name, n in sorted(kinds.items()))
     for resource in reversed(left):
         try:
             resource.close()
