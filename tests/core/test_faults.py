@@ -63,7 +63,9 @@ def test_scenario_runs_clean(sim):
 def test_fault_at_every_call(sim):
     counts = _calls_made(sim)
     skip = {"get_recent_err_msg"}
-    cases = [(api, n) for api, total in sorted(counts.items()) if api not in skip for n in range(total)]
+    cases = [
+        (api, n) for api, total in sorted(counts.items()) if api not in skip for n in range(total)
+    ]
     assert len(cases) > 40
     for api, after in cases:
         sim.reset()

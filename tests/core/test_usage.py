@@ -10,24 +10,23 @@ import ascend_safe as asf
 
 def test_issue_example_round_trip(sim):
     payload = bytes(range(256)) * 16
-    with asf.Device(0) as dev:
-        with asf.Stream(dev) as s, asf.Event(dev) as ev, asf.DeviceMemory(
-            dev, 1 << 20
-        ) as d, asf.HostMemory(dev, 1 << 20) as h:
-            d.copy_from(payload, stream=s)
-            ev.record(s)
-            ev.synchronize()
-            s.synchronize()
-            assert d.to_bytes(len(payload)) == payload
-            assert d.to_bytes()[len(payload) :] == bytes((1 << 20) - len(payload))
-            h.copy_from(d, nbytes=len(payload))
-            assert h.to_bytes(len(payload)) == payload
-            buf = asf.DataBuffer(d)
-            assert buf.size == d.size and buf.ptr == d.ptr
-            assert sim.live_handles()["data_buffer"] == [buf.handle]
-            buf.close()
-            assert "data_buffer" not in sim.live_handles()
-            assert not d.closed
+    with asf.Device(0) as dev, asf.Stream(dev) as s, asf.Event(dev) as ev, asf.DeviceMemory(
+        dev, 1 << 20
+    ) as d, asf.HostMemory(dev, 1 << 20) as h:
+        d.copy_from(payload, stream=s)
+        ev.record(s)
+        ev.synchronize()
+        s.synchronize()
+        assert d.to_bytes(len(payload)) == payload
+        assert d.to_bytes()[len(payload) :] == bytes((1 << 20) - len(payload))
+        h.copy_from(d, nbytes=len(payload))
+        assert h.to_bytes(len(payload)) == payload
+        buf = asf.DataBuffer(d)
+        assert buf.size == d.size and buf.ptr == d.ptr
+        assert sim.live_handles()["data_buffer"] == [buf.handle]
+        buf.close()
+        assert "data_buffer" not in sim.live_handles()
+        assert not d.closed
     assert asf.live_resources() == []
     assert sim.live_handles() == {}
 

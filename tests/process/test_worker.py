@@ -47,7 +47,8 @@ def test_plain_executor_with_spawn_context():
 
 def test_per_call_leaks_are_released_and_reported():
     with asf.worker_pool(workers=1) as pool:
-        with pytest.raises(asf.ResourceLeakError, match=r"leaky left resources open.*2 DeviceMemory, 1 Stream"):
+        expected = r"leaky left resources open.*2 DeviceMemory, 1 Stream"
+        with pytest.raises(asf.ResourceLeakError, match=expected):
             pool.submit(pool_tasks.leaky, 2).result()
         _pid, handles, violations = pool.submit(pool_tasks.simulator_state).result()
         assert handles == {"device": [0]}
@@ -113,7 +114,8 @@ def test_workers_die_with_their_parent(tmp_path):
             import pool_tasks
             if __name__ == "__main__":
                 pool = asf.worker_pool(workers=3, devices=[0, 1])
-                pids = {{pool.submit(pool_tasks.round_trip, b"z" * 64).result()[0] for _ in range(12)}}
+                futures = [pool.submit(pool_tasks.round_trip, b"z" * 64) for _ in range(12)]
+                pids = {{f.result()[0] for f in futures}}
                 print(" ".join(map(str, sorted(pids))), flush=True)
                 time.sleep(60)
             """
