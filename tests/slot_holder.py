@@ -33,9 +33,14 @@ def _fds_on(path: str) -> int:
     return count
 
 
+def _say(line: str) -> None:
+    """One whole line in one write(2), so parent and forked child never interleave."""
+    os.write(1, (line + "\n").encode())
+
+
 def _child(slot: DeviceSlot) -> None:
     try:
-        print(f"child {os.getpid()} {slot.released} {_fds_on(slot.path)}", flush=True)
+        _say(f"child {os.getpid()} {slot.released} {_fds_on(slot.path)}")
         sys.stdin.read()
     finally:
         os._exit(0)
@@ -52,15 +57,15 @@ def main() -> int:
     try:
         slot = acquire(args.device, args.limit, timeout=args.timeout)
     except ProcessLimitError as exc:
-        print("full " + ",".join(str(pid) for pid in exc.holders), flush=True)
+        _say("full " + ",".join(str(pid) for pid in exc.holders))
         return 3
     if args.fork and os.fork() == 0:
         _child(slot)
-    print(f"ready {slot.index} {os.getpid()}", flush=True)
+    _say(f"ready {slot.index} {os.getpid()}")
     if args.release_after is not None:
         time.sleep(args.release_after)
         slot.release()
-        print("released", flush=True)
+        _say("released")
     sys.stdin.read()
     slot.release()
     return 0

@@ -350,11 +350,16 @@ def test_threads_get_distinct_slots() -> None:
 def test_waiting_thread_does_not_block_release() -> None:
     slot = acquire(0, 1)
     result: list[DeviceSlot] = []
-    waiter = threading.Thread(target=lambda: result.append(acquire(0, 1, timeout=None)))
+    waiter = threading.Thread(
+        target=lambda: result.append(acquire(0, 1, timeout=None)), daemon=True
+    )
     waiter.start()
     time.sleep(0.2)
     assert not result
-    slot.release()  # must not wait for the polling thread
+    releaser = threading.Thread(target=slot.release, daemon=True)
+    releaser.start()
+    releaser.join(timeout=5)
+    assert not releaser.is_alive(), "release() blocked behind the waiting thread"
     waiter.join(timeout=5)
     assert len(result) == 1 and result[0].index == 0
     result[0].release()
