@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import operator
+import threading
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _runtime
+from . import _backend, _process, _runtime, slots
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
 
@@ -17,8 +18,57 @@ if TYPE_CHECKING:
 __all__ = ["Device"]
 
 
+class _SlotTable:
+    """The process slot this process holds per device, shared by its sessions on it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[int, tuple[slots.DeviceSlot, int]] = {}
+
+    def take(self, device_id: int, timeout: float | None) -> None:
+        with self.lock:
+            entry = self.held.get(device_id)
+            if entry is not None:
+                self.held[device_id] = (entry[0], entry[1] + 1)
+                return
+        soc = _backend.call_value("get_soc_name")
+        limit = slots.process_limit(soc if isinstance(soc, str) else None)
+        slot = slots.acquire(device_id, limit, timeout=timeout)  # may wait: not under the lock
+        with self.lock:
+            entry = self.held.get(device_id)
+            if entry is not None:  # another thread of this process got one meanwhile
+                self.held[device_id] = (entry[0], entry[1] + 1)
+                slot.release()
+            else:
+                self.held[device_id] = (slot, 1)
+
+    def give(self, device_id: int) -> None:
+        with self.lock:
+            entry = self.held.get(device_id)
+            if entry is None:
+                return
+            if entry[1] > 1:
+                self.held[device_id] = (entry[0], entry[1] - 1)
+                return
+            del self.held[device_id]
+        entry[0].release()
+
+    def forget(self) -> None:
+        """In a forked child: the slots are the parent's (the slots module closed the fds)."""
+        self.lock = threading.Lock()
+        self.held = {}
+
+
+_slot_table = _SlotTable()
+_process.on_fork_child(_slot_table.forget)
+
+
 class Device(ContextOwner):
     """A session on one NPU: initialises pyacl if needed, binds the device, owns its children.
+
+    Opening the first session on a device in this process takes one of the device's process
+    slots (see :mod:`ascend_safe.slots`); a full device raises :class:`ProcessLimitError` at once,
+    or after waiting up to *slot_timeout* seconds (``None``: wait as long as it takes).
 
     Closing the session closes everything created on it (data buffers, events, memory, streams,
     contexts, in that order, newest first within a kind) and then resets the device.
@@ -28,7 +78,7 @@ class Device(ContextOwner):
     teardown_rank = 5
     __slots__ = ("_default_stream", "_id")
 
-    def __init__(self, device_id: int = 0) -> None:
+    def __init__(self, device_id: int = 0, *, slot_timeout: float | None = 0.0) -> None:
         try:
             device_id = operator.index(device_id)
         except TypeError:
@@ -40,11 +90,16 @@ class Device(ContextOwner):
         self._id = device_id
         super().__init__(None)
         _runtime.ensure_initialized()
-        _backend.call("rt.set_device", device_id, resource=self)
+        _slot_table.take(device_id, slot_timeout)
         try:
-            self._ctx = _backend.call("rt.get_context", resource=self)
+            _backend.call("rt.set_device", device_id, resource=self)
+            try:
+                self._ctx = _backend.call("rt.get_context", resource=self)
+            except BaseException:
+                _backend.call("rt.reset_device", device_id, resource=self)
+                raise
         except BaseException:
-            _backend.call("rt.reset_device", device_id, resource=self)
+            _slot_table.give(device_id)
             raise
         self._became_current()
         self._open(device_id)
@@ -123,6 +178,7 @@ class Device(ContextOwner):
         self._default_stream._close_with_device()
         _backend.call("rt.reset_device", handle, resource=self)
         self._forget_current()
+        _slot_table.give(self._id)
 
     def _describe(self) -> str:
         return f" id={self._id}"

@@ -12,7 +12,7 @@ import argparse
 import os
 import statistics
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Dict, Tuple
 
 os.environ.setdefault("ASCEND_SAFE_BACKEND", "sim")
 
@@ -29,7 +29,10 @@ def _time(fn: Callable[[], None], inner: int) -> float:
     return (time.perf_counter() - start) / inner
 
 
-def _cases(dev: asf.Device, acl: Any) -> dict[str, tuple[Callable[[], None], Callable[[], None]]]:
+Cases = Dict[str, Tuple[Callable[[], None], Callable[[], None]]]
+
+
+def _cases(dev: asf.Device, acl: Any) -> tuple[Cases, Callable[[], None]]:
     stream = dev.stream()
     raw_stream, _ = acl.rt.create_stream()
     mem = dev.malloc(SIZE)
@@ -78,13 +81,17 @@ def _cases(dev: asf.Device, acl: Any) -> dict[str, tuple[Callable[[], None], Cal
     def lib_readback() -> None:
         mem.copy_to(host)
 
+    def cleanup() -> None:
+        acl.rt.free(raw_ptr)
+        acl.rt.destroy_stream(raw_stream)
+
     return {
         "malloc+memset+free 4 KiB": (raw_alloc, lib_alloc),
         "stream create+sync+destroy": (raw_stream_cycle, lib_stream_cycle),
         "memcpy host->device 4 KiB": (raw_copy, lib_copy),
         "memset_async+synchronize": (raw_async_round_trip, lib_async_round_trip),
         "memcpy device->host 4 KiB": (raw_readback, lib_readback),
-    }
+    }, cleanup
 
 
 def main() -> None:
@@ -96,7 +103,7 @@ def main() -> None:
     print(f"backend: {asf.backend_name()}; median of {args.repeat} runs x {args.inner} calls")
     print(f"{'case':<30} {'raw us':>9} {'lib us':>9} {'lib/raw':>8}")
     with asf.Device(0) as dev:
-        cases = _cases(dev, acl)
+        cases, cleanup = _cases(dev, acl)
         for name, (raw, lib) in cases.items():
             raw_t, lib_t = [], []
             for _ in range(args.repeat):  # interleaved, so drift hits both alike
@@ -104,6 +111,7 @@ def main() -> None:
                 lib_t.append(_time(lib, args.inner))
             r, lt = statistics.median(raw_t), statistics.median(lib_t)
             print(f"{name:<30} {r * 1e6:9.2f} {lt * 1e6:9.2f} {lt / r:8.2f}")
+        cleanup()
 
 
 if __name__ == "__main__":
