@@ -12,12 +12,12 @@ import argparse
 import os
 import statistics
 import time
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable
 
 os.environ.setdefault("ASCEND_SAFE_BACKEND", "sim")
 
-import ascend_safe as asf  # noqa: E402
-from ascend_safe import _backend  # noqa: E402
+import ascend_safe as asf
+from ascend_safe import _backend
 
 SIZE = 4096
 
@@ -29,7 +29,7 @@ def _time(fn: Callable[[], None], inner: int) -> float:
     return (time.perf_counter() - start) / inner
 
 
-Cases = Dict[str, Tuple[Callable[[], None], Callable[[], None]]]
+Cases = dict[str, tuple[Callable[[], None], Callable[[], None]]]
 
 
 def _cases(dev: asf.Device, acl: Any) -> tuple[Cases, Callable[[], None]]:
@@ -41,7 +41,7 @@ def _cases(dev: asf.Device, acl: Any) -> tuple[Cases, Callable[[], None]]:
     host = bytearray(SIZE)
 
     def raw_alloc() -> None:
-        ptr, ret = acl.rt.malloc(SIZE, 0)
+        ptr, _ret = acl.rt.malloc(SIZE, 0)
         acl.rt.memset(ptr, SIZE, 0, SIZE)
         acl.rt.free(ptr)
 
@@ -49,7 +49,7 @@ def _cases(dev: asf.Device, acl: Any) -> tuple[Cases, Callable[[], None]]:
         asf.DeviceMemory(dev, SIZE).close()
 
     def raw_stream_cycle() -> None:
-        s, ret = acl.rt.create_stream()
+        s, _ret = acl.rt.create_stream()
         acl.rt.synchronize_stream(s)
         acl.rt.destroy_stream(s)
 
