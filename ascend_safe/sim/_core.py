@@ -799,6 +799,27 @@ class Simulator:
                 pass
 
         sys.addaudithook(hook)
+        self._watch_fork_exec()
+
+    def _watch_fork_exec(self) -> None:
+        """See process starts that raise no audit event (multiprocessing's spawn and
+        forkserver launchers call ``_posixsubprocess.fork_exec`` directly)."""
+        try:
+            import _posixsubprocess
+        except ImportError:  # not POSIX
+            return
+        original = _posixsubprocess.fork_exec
+        audited_caller = "_execute_child"  # subprocess.Popen: already seen by the audit hook
+
+        def fork_exec(*args: Any, **kwargs: Any) -> Any:
+            if sys._getframe(1).f_code.co_name != audited_caller:
+                try:
+                    self.on_process_created("_posixsubprocess.fork_exec")
+                except Exception:
+                    pass
+            return original(*args, **kwargs)
+
+        _posixsubprocess.fork_exec = fork_exec
 
     # ================================================================= top level acl.*
 

@@ -62,7 +62,9 @@ def test_scenario_runs_clean(sim):
 
 def test_fault_at_every_call(sim):
     counts = _calls_made(sim)
-    skip = {"get_recent_err_msg"}
+    # only called while reporting an error; and a SoC name pyacl cannot tell is not fatal
+    # (the process limit then defaults to the common 64), see test_soc_name_failure_is_tolerated
+    skip = {"get_recent_err_msg", "get_soc_name"}
     cases = [
         (api, n) for api, total in sorted(counts.items()) if api not in skip for n in range(total)
     ]
@@ -74,7 +76,12 @@ def test_fault_at_every_call(sim):
         _runtime.forget_initialization()
         sim.inject_fault(api, 500003, after=after)
         with pytest.raises(asf.AclError) as info:
-            _scenario()
+            try:
+                _scenario()
+            except asf.AclError:
+                raise
+            else:
+                pytest.fail(f"a fault in {api} (call {after + 1}) went unnoticed")
         if api.split(".")[-1] in ("create_data_buffer",):
             assert info.value.code == 500000, (api, after)
         else:
@@ -83,3 +90,9 @@ def test_fault_at_every_call(sim):
         _cleanup(sim)
         assert sim.live_handles() == {}, (api, after, sim.live_handles())
         assert sim.violations() == [], (api, after)
+
+
+def test_soc_name_failure_is_tolerated(sim):
+    sim.inject_fault("get_soc_name", 500003)
+    _scenario()
+    assert sim.call_counts()["get_soc_name"] == 1
