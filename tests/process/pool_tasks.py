@@ -42,3 +42,10 @@ def simulator_state() -> tuple[int, dict[str, list[int]], list[str]]:
 @asf.worker(device=1)
 def on_device_one() -> int:
     return asf.current_device().id
+
+
+@asf.worker()
+def meet(barrier) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Wait until every worker holds one of these calls: proves they all run at once."""
+    barrier.wait(60)
+    return os.getpid(), asf.current_device().id

@@ -23,13 +23,19 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux process m
 
 def test_pool_over_two_devices_gives_right_results():
     payloads = [bytes([i]) * (256 + i) for i in range(24)]
-    with asf.worker_pool(workers=4, devices=[0, 1]) as pool:
+    with multiprocessing.get_context("spawn").Manager() as manager, asf.worker_pool(
+        workers=4, devices=[0, 1]
+    ) as pool:
+        barrier = manager.Barrier(4)
+        met = [f.result() for f in [pool.submit(pool_tasks.meet, barrier) for _ in range(4)]]
         results = list(pool.map(pool_tasks.round_trip, payloads))
         states = [pool.submit(pool_tasks.simulator_state) for _ in range(8)]
         states = [f.result() for f in states]
+    # four distinct workers, spread round-robin over the two devices
+    assert len({pid for pid, _ in met}) == 4
+    assert sorted(dev for _, dev in met) == [0, 0, 1, 1]
     assert [r[2] for r in results] == payloads
-    assert {r[1] for r in results} == {0, 1}
-    assert len({r[0] for r in results}) >= 2
+    assert {r[1] for r in results} <= {0, 1}
     assert os.getpid() not in {r[0] for r in results}
     for _pid, handles, violations in states:
         # each worker keeps exactly its device session open between calls, nothing else
