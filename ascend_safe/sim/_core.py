@@ -793,6 +793,8 @@ class Simulator:
         def hook(event: str, args: tuple[Any, ...]) -> None:
             if event not in _PROCESS_EVENTS:
                 return
+            if event == "os.posix_spawn" and sys._getframe(1).f_code.co_name == "_posix_spawn":
+                return  # subprocess.Popen using posix_spawn: already seen as subprocess.Popen
             try:
                 self.on_process_created(event)
             except Exception:
