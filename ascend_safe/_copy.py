@@ -12,6 +12,7 @@ import functools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _backend
+from . import memory as _memory  # a cycle: used only at call time, once both are loaded
 from .constants import MemcpyKind
 
 if TYPE_CHECKING:
@@ -35,9 +36,7 @@ class Endpoint(NamedTuple):
 
 def endpoint(obj: object, *, writable: bool, role: str) -> Endpoint:
     """Resolve a memory object or a bytes-like object into an :class:`Endpoint`."""
-    from .memory import Memory
-
-    if isinstance(obj, Memory):
+    if isinstance(obj, _memory.Memory):
         return Endpoint(obj.ptr, obj.size, obj.on_device, obj, obj)
     if obj is None:
         raise TypeError(f"copy {role} is None; pass bytes-like data or a memory object")
@@ -91,11 +90,10 @@ def copy(
     stream: Stream | None,
 ) -> None:
     """Copy *nbytes* from ``src[src_offset:]`` to ``dst[dst_offset:]`` after checking bounds."""
-    for name, value in (("nbytes", nbytes), ("dst_offset", dst_offset), ("src_offset", src_offset)):
-        if type(value) is not int and not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
+    if nbytes < 0 or dst_offset < 0 or src_offset < 0 or not (
+        type(nbytes) is type(dst_offset) is type(src_offset) is int
+    ):
+        _reject_counts(nbytes=nbytes, dst_offset=dst_offset, src_offset=src_offset)
     if src_offset + nbytes > src.nbytes:
         raise ValueError(
             f"cannot copy {nbytes} bytes from offset {src_offset} of a {src.nbytes}-byte source"
@@ -107,11 +105,13 @@ def copy(
             f"destination{_which(dst)}; allocate a larger buffer or copy fewer bytes"
         )
     memories = [m for m in (dst.memory, src.memory) if m is not None]
-    devices = {m.device.id for m in memories if m.on_device}
-    if len(devices) > 1:
-        raise ValueError(
-            f"cannot copy between devices {sorted(devices)} directly; copy through host memory"
-        )
+    if len(memories) == 2 and dst.on_device and src.on_device:
+        ids = (memories[0].device.id, memories[1].device.id)
+        if ids[0] != ids[1]:
+            raise ValueError(
+                f"cannot copy between devices {ids[1]} and {ids[0]} directly; copy through "
+                "host memory"
+            )
     if stream is not None:
         for m in memories:
             if m.device.id != stream.device.id:
@@ -150,8 +150,6 @@ def _copy_async(
     stream: Stream,
     memories: list[Memory],
 ) -> None:
-    from .memory import UNINITIALIZED, HostMemory
-
     for end, addr in ((dst, dst_addr), (src, src_addr)):
         if end.memory is not None and addr % _ASYNC_ALIGNMENT:
             raise ValueError(
@@ -160,15 +158,15 @@ def _copy_async(
             )
     on_retire: Any = None
     keepalive: tuple[object, ...] = (dst.keep, src.keep)
-    staging: HostMemory | None = None
+    staging: Memory | None = None
     if src.memory is None:  # pageable host -> device: stage through pinned memory now
-        staging = HostMemory(stream.device, nbytes, fill=UNINITIALIZED)
+        staging = _memory.HostMemory(stream.device, nbytes, fill=_memory.UNINITIALIZED)
         ctypes.memmove(staging.ptr, src_addr, nbytes)
         src_addr = staging.ptr
         keepalive += (staging,)
         on_retire = functools.partial(_release_staging, staging)
     elif dst.memory is None:  # device -> pageable host: land in pinned memory, copy out later
-        staging = HostMemory(stream.device, nbytes, fill=UNINITIALIZED)
+        staging = _memory.HostMemory(stream.device, nbytes, fill=_memory.UNINITIALIZED)
         target = dst_addr
         final = staging
 
@@ -199,6 +197,14 @@ def _release_staging(staging: Memory) -> None:
     """Free a staging buffer once the submission using it is known complete."""
     staging._users.clear()  # its only user is the submission that just retired
     staging.close()
+
+
+def _reject_counts(**values: object) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
 
 
 def _which(end: Endpoint) -> str:

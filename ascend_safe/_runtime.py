@@ -59,7 +59,7 @@ def forget_initialization() -> None:
 
 def exit_teardown() -> None:
     """Synchronize, destroy everything in dependency order, reset devices, finalize if owned."""
-    from .stream import Stream
+    from .stream import busy_streams
 
     if _lifetime.flags.disarmed:
         return
@@ -71,9 +71,8 @@ def exit_teardown() -> None:
                 "ascend_safe: releasing at exit what was left open: %s",
                 _lifetime.leak_report(left),
             )
-        for stream in left:
-            if isinstance(stream, Stream):
-                _quietly(stream.synchronize, _SYNC_TIMEOUT_MS / 1000)
+        for stream in busy_streams():  # default streams included
+            _quietly(stream.synchronize, _SYNC_TIMEOUT_MS / 1000)
         for root in _lifetime.roots():
             _quietly(root.close)
         if _init.owned and _init.initialized:

@@ -8,10 +8,10 @@ from . import _backend
 from ._lifetime import Resource
 from .constants import EventFlag, EventRecordedStatus, EventStatus
 from .context import ContextOwner
+from .stream import Stream
 
 if TYPE_CHECKING:
     from .device import Device
-    from .stream import Stream
 
 __all__ = ["Event"]
 
@@ -52,8 +52,6 @@ class Event(Resource):
 
     def record(self, stream: Stream = _OMITTED) -> None:
         """Capture the work queued so far on *stream* (omitted: the device's default stream)."""
-        from .stream import Stream
-
         handle = self._checked_handle()
         if stream is _OMITTED:
             stream = self._owner.device.default_stream

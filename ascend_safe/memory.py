@@ -14,12 +14,12 @@ from . import _backend, _copy
 from ._lifetime import Resource
 from .constants import MallocPolicy
 from .context import ContextOwner
+from .stream import Stream
 
 if TYPE_CHECKING:
     import numpy
 
     from .device import Device
-    from .stream import Stream
 
 __all__ = ["UNINITIALIZED", "DeviceMemory", "DvppMemory", "Fill", "HostMemory", "Memory"]
 
@@ -281,8 +281,6 @@ def _check_fill(fill: object) -> int | None:
 
 
 def _stream_arg(stream: object) -> Stream | None:
-    from .stream import Stream
-
     if stream is _OMITTED:
         return None
     if not isinstance(stream, Stream):
