@@ -46,12 +46,6 @@ _VALUE_FAILS_ON_ZERO = frozenset({"create_data_buffer", "mdl.create_desc", "mdl.
 #: pyacl reports no code when a bare-value create fails; the library reports this one.
 VALUE_FAILURE_CODE = 500000
 
-FORK_MESSAGE = (
-    "pyacl cannot be used in a process forked from one that already used it (CANN forbids it: "
-    "calls fail or hang). Start workers with the 'spawn' start method "
-    "(multiprocessing.get_context('spawn')) or decorate the worker function with "
-    "@ascend_safe.worker(device=...)."
-)
 
 _lock = threading.Lock()
 _module: types.ModuleType | None = None
@@ -151,12 +145,6 @@ def recent_error_message() -> str | None:
     return text if isinstance(text, str) and text else None
 
 
-def check_usable() -> None:
-    """Raise :class:`ForkSafetyError` in a forked child of a process that used pyacl."""
-    if _process.state.forked_after_use:
-        raise ForkSafetyError(FORK_MESSAGE)
-
-
 def call(api: str, *args: Any, resource: object = None) -> Any:
     """Call pyacl's *api* and return its outputs, raising an ``AclError`` on failure.
 
@@ -165,7 +153,7 @@ def call(api: str, *args: Any, resource: object = None) -> Any:
     """
     state = _process.state
     if state.forked_after_use:
-        raise ForkSafetyError(FORK_MESSAGE)
+        raise ForkSafetyError(_process.FORK_ADVICE)
     fn = _functions.get(api) or function(api)
     state.acl_used = True
     result = fn(*args)
@@ -185,7 +173,7 @@ def call_value(api: str, *args: Any, resource: object = None) -> Any:
     """Call a bare-value API (no ``ret``); a ``0`` from a create call raises."""
     state = _process.state
     if state.forked_after_use:
-        raise ForkSafetyError(FORK_MESSAGE)
+        raise ForkSafetyError(_process.FORK_ADVICE)
     fn = _functions.get(api) or function(api)
     state.acl_used = True
     result = fn(*args)

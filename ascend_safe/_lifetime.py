@@ -10,6 +10,7 @@ may run in the middle of another pyacl call. Objects inherited by a forked child
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -18,12 +19,13 @@ import traceback
 import warnings
 import weakref
 from collections import Counter
-from typing import Any, ClassVar, NoReturn
+from collections.abc import Iterator
+from typing import Any, Callable, ClassVar, NoReturn
 
 from . import _process
 from .errors import ForkSafetyError, ResourceClosedError
 
-__all__ = ["Resource", "drain_deferred", "leak_report", "live_resources"]
+__all__ = ["CallTracker", "Resource", "drain_deferred", "leak_report", "live_resources", "tracking"]
 
 _UNBORN, _OPEN, _CLOSING, _CLOSED, _ABANDONED = range(5)
 _STATE_NAMES = ("unborn", "open", "closing", "closed", "abandoned")
@@ -36,8 +38,37 @@ _registry: dict[int, weakref.ref[Resource]] = {}
 #: Resources collected while open, released at the next safe point.
 _deferred: list[Resource] = []
 _trace = os.environ.get("ASCEND_SAFE_TRACE", "") not in ("", "0")
-#: How many objects of each class were garbage-collected while still open.
-collected_while_open: Counter[str] = Counter()
+_thread = threading.local()  # .trackers: the CallTrackers active in this thread
+
+
+class CallTracker:
+    """What one stretch of code in one thread created (see :func:`tracking`)."""
+
+    __slots__ = ("collected", "created")
+
+    def __init__(self) -> None:
+        #: Resources opened while tracking, oldest first.
+        self.created: list[weakref.ref[Resource]] = []
+        #: Of those, how many of each class were garbage-collected while still open.
+        self.collected: Counter[str] = Counter()
+
+    def still_open(self) -> list[Resource]:
+        """The tracked resources that are still open, oldest first."""
+        return [r for r in (ref() for ref in self.created) if r is not None and not r.closed]
+
+
+@contextlib.contextmanager
+def tracking() -> Iterator[CallTracker]:
+    """Track the resources this thread creates inside the ``with`` block."""
+    tracker = CallTracker()
+    stack: list[CallTracker] | None = getattr(_thread, "trackers", None)
+    if stack is None:
+        stack = _thread.trackers = []
+    stack.append(tracker)
+    try:
+        yield tracker
+    finally:
+        stack.remove(tracker)
 
 
 class _Flags:
@@ -62,6 +93,7 @@ class Resource:
 
     __slots__ = (
         "__weakref__",
+        "_building",
         "_children",
         "_closer",
         "_handle",
@@ -71,6 +103,7 @@ class Resource:
         "_serial",
         "_site",
         "_state",
+        "_trackers",
     )
 
     def __init__(self, parent: Resource | None) -> None:
@@ -82,26 +115,63 @@ class Resource:
         self._pid = _process.state.pid
         self._serial = next(_serials)
         self._children: dict[int, weakref.ref[Resource]] = {}
+        self._building = 0
         self._closer = 0
         self._site: traceback.StackSummary | None = None
-        if parent is not None:
-            parent._checked_handle()
+        self._trackers: tuple[CallTracker, ...] = ()
 
     # -- construction -------------------------------------------------------------------------
 
+    def _construct(self, create: Callable[[], Any]) -> None:
+        """Run *create* (the pyacl steps, which must undo themselves on failure) and open the
+        object with the handle it returns.
+
+        The parent must be open, and it cannot finish closing while the child is being built:
+        a child is either opened in time to be closed with its parent, or refused.
+        """
+        parent = self._parent
+        if parent is not None:
+            with _lock:
+                if parent._state != _OPEN or parent._pid != _process.state.pid:
+                    parent._refuse_child(self)
+                parent._building += 1
+        try:
+            handle = create()
+        except BaseException:
+            if parent is not None:
+                with _lock:
+                    parent._building -= 1
+                    _state_changed.notify_all()
+            raise
+        self._open(handle)
+
+    def _refuse_child(self, child: Resource) -> NoReturn:
+        try:
+            self._raise_unusable()
+        except (ResourceClosedError, ForkSafetyError) as exc:
+            raise type(exc)(f"cannot create a {type(child).__name__}: {exc}") from None
+
     def _open(self, handle: Any) -> None:
-        """Mark the object open with *handle*; call once every construction step succeeded."""
         ref = weakref.ref(self)
         self._ref = ref
         self._handle = handle
         if _trace:
-            self._site = traceback.StackSummary.from_list(traceback.extract_stack()[:-3])
+            self._site = traceback.StackSummary.from_list(traceback.extract_stack()[:-4])
+        trackers = getattr(_thread, "trackers", None)
+        if trackers:
+            self._trackers = tuple(trackers)
+            for tracker in trackers:
+                tracker.created.append(ref)
+        parent = self._parent
         with _lock:
             self._state = _OPEN
             if self.tracked:
                 _registry[self._serial] = ref
-                if self._parent is not None:
-                    self._parent._children[self._serial] = ref
+            if parent is not None:
+                if self.tracked:
+                    parent._children[self._serial] = ref
+                parent._building -= 1
+                _state_changed.notify_all()
 
     # -- use ----------------------------------------------------------------------------------
 
@@ -115,9 +185,8 @@ class Resource:
     def _raise_unusable(self) -> NoReturn:
         if self._pid != _process.state.pid or _process.state.is_foreign(self._pid):
             raise ForkSafetyError(
-                f"{self!r} belongs to process {self._pid}, not to this one ({os.getpid()}): "
-                "pyacl handles do not survive fork. Create resources in the process that uses "
-                "them (start workers with 'spawn' or use @ascend_safe.worker)."
+                f"{self!r} belongs to process {self._pid}, not to this one "
+                f"({_process.state.pid}). {_process.FORK_ADVICE}"
             )
         raise ResourceClosedError(
             f"{self!r} is {_STATE_NAMES[self._state]}; create a new {self.kind} instead of "
@@ -150,6 +219,8 @@ class Resource:
                 return
             self._state = _CLOSING
             self._closer = me
+            while self._building:  # children under construction: they open, or fail, first
+                _state_changed.wait()
         try:
             self._close_children()
             self._release(self._handle)
@@ -205,16 +276,17 @@ class Resource:
 
     def __del__(self) -> None:
         try:
-            if getattr(self, "_state", _UNBORN) != _OPEN or flags.disarmed:
+            if getattr(self, "_state", _UNBORN) != _OPEN or flags.disarmed or not self.tracked:
                 return
             if sys.is_finalizing():
                 return
             if _process.state.is_foreign(self._pid):
                 self._state = _ABANDONED
                 return
-            collected_while_open[type(self).__name__] += 1
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
             _deferred.append(self)  # resurrected until the next safe point releases it
+            for tracker in self._trackers:
+                tracker.collected[type(self).__name__] += 1
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
         except BaseException:
             pass
 
@@ -260,10 +332,12 @@ class Resource:
 
 
 def drain_deferred() -> None:
-    """Release the objects that were garbage-collected while open (oldest rank first)."""
+    """Release the objects that were garbage-collected while open (lowest rank first)."""
     while _deferred:
-        batch = sorted(_deferred, key=lambda r: (r.teardown_rank, -r._serial))
-        _deferred.clear()
+        batch: list[Resource] = []
+        while _deferred:  # pop one by one: __del__ may append meanwhile, from any thread
+            batch.append(_deferred.pop())
+        batch.sort(key=lambda r: (r.teardown_rank, -r._serial))
         for obj in batch:
             obj._close_implicitly()
 
@@ -275,11 +349,6 @@ def live_resources() -> list[Resource]:
     with _lock:
         refs = list(_registry.values())
     return [r for r in (ref() for ref in refs) if r is not None and r._state == _OPEN]
-
-
-def serial_mark() -> int:
-    """A number below the serial of every resource created from now on."""
-    return next(_serials)
 
 
 def roots() -> list[Resource]:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-__all__ = ["ProcessState", "on_fork_child", "state"]
+__all__ = ["FORK_ADVICE", "ProcessState", "on_fork_child", "state"]
+
+#: What to do instead, said by every error about pyacl use across a fork.
+FORK_ADVICE = (
+    "pyacl cannot be used in a process forked from one that already used it (CANN forbids it: "
+    "calls fail or hang). Start workers with the 'spawn' start method "
+    "(multiprocessing.get_context('spawn')) or decorate the worker function with "
+    "@ascend_safe.worker(device=...)."
+)
 
 
 class ProcessState:

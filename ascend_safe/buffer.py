@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
-from . import _backend
+from . import _backend, _validate
 from ._lifetime import Resource
 from .memory import Memory
 
@@ -26,7 +25,7 @@ class DataBuffer(Resource):
     def __init__(self, memory: Memory, size: int | None = None) -> None:
         if not isinstance(memory, Memory):
             raise TypeError(f"DataBuffer() takes a memory object, not {type(memory).__name__}")
-        size = memory.size if size is None else operator.index(size)
+        size = memory.size if size is None else _validate.index(size, "data buffer size")
         if not 0 < size <= memory.size:
             raise ValueError(
                 f"data buffer size must be 1..{memory.size} bytes for {memory!r}, got {size}"
@@ -34,8 +33,13 @@ class DataBuffer(Resource):
         super().__init__(memory)
         self._memory = memory
         self._size = size
-        handle = _backend.call_value("create_data_buffer", memory.ptr, size, resource=self)
-        self._open(handle)
+        self._construct(self._create)
+
+    def _create(self) -> int:
+        handle: int = _backend.call_value(
+            "create_data_buffer", self._memory.ptr, self._size, resource=self
+        )
+        return handle
 
     @property
     def memory(self) -> Memory:

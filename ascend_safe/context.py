@@ -74,9 +74,13 @@ class Context(ContextOwner):
             raise TypeError(f"Context() takes a Device, not {type(device).__name__}")
         super().__init__(device)
         self._device = device
-        self._ctx = _backend.call("rt.create_context", device.id, resource=self)
+        self._construct(self._create)
+
+    def _create(self) -> int:
+        ctx: int = _backend.call("rt.create_context", self._device.id, resource=self)
+        self._ctx = ctx
         self._became_current()
-        self._open(self._ctx)
+        return ctx
 
     @property
     def device(self) -> Device:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import operator
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _process, _runtime, slots
+from . import _backend, _process, _runtime, _validate, slots
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
 
@@ -79,17 +78,25 @@ class Device(ContextOwner):
     __slots__ = ("_default_stream", "_id")
 
     def __init__(self, device_id: int = 0, *, slot_timeout: float | None = 0.0) -> None:
-        try:
-            device_id = operator.index(device_id)
-        except TypeError:
-            raise TypeError(
-                f"device id must be an int, not {type(device_id).__name__}"
-            ) from None
-        if device_id < 0:
-            raise ValueError(f"device id must be >= 0, got {device_id}")
+        device_id = _validate.index(device_id, "device id", minimum=0)
+        if slot_timeout is not None and not slot_timeout >= 0:
+            raise ValueError(f"slot_timeout must be >= 0 seconds or None, got {slot_timeout!r}")
         self._id = device_id
         super().__init__(None)
+        self._construct(lambda: self._create(slot_timeout))
+        from .stream import DefaultStream
+
+        self._default_stream = DefaultStream(self)
+
+    def _create(self, slot_timeout: float | None) -> int:
+        device_id = self._id
         _runtime.ensure_initialized()
+        count = _backend.call("rt.get_device_count", resource=self)
+        if device_id >= count:
+            raise ValueError(
+                f"device {device_id} does not exist: this machine has {count} device(s), "
+                f"ids 0..{count - 1}"
+            )
         _slot_table.take(device_id, slot_timeout)
         try:
             _backend.call("rt.set_device", device_id, resource=self)
@@ -102,10 +109,7 @@ class Device(ContextOwner):
             _slot_table.give(device_id)
             raise
         self._became_current()
-        self._open(device_id)
-        from .stream import DefaultStream
-
-        self._default_stream = DefaultStream(self)
+        return device_id
 
     @property
     def id(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import _backend
+from . import _backend, _validate
 from ._lifetime import Resource
 from .constants import EventFlag, EventRecordedStatus, EventStatus
 from .context import ContextOwner
@@ -28,16 +28,20 @@ class Event(Resource):
     def __init__(self, owner: ContextOwner, *, flags: EventFlag | int | None = None) -> None:
         if not isinstance(owner, ContextOwner):
             raise TypeError(f"Event() takes a Device or Context, not {type(owner).__name__}")
+        mask = None if flags is None else _validate.flags(flags, EventFlag, "event flags")
         super().__init__(owner)
         self._owner = owner
         self._recorded_on: Stream | None = None
         self._recorded_seq = 0
-        owner.make_current()
-        if flags is None:
-            handle = _backend.call("rt.create_event", resource=self)
+        self._construct(lambda: self._create(mask))
+
+    def _create(self, mask: int | None) -> int:
+        self._owner.make_current()
+        if mask is None:
+            handle: int = _backend.call("rt.create_event", resource=self)
         else:
-            handle = _backend.call("rt.create_event_with_flag", int(flags), resource=self)
-        self._open(handle)
+            handle = _backend.call("rt.create_event_with_flag", mask, resource=self)
+        return handle
 
     @property
     def device(self) -> Device:

@@ -7,10 +7,9 @@ free is immediate.
 
 from __future__ import annotations
 
-import operator
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
-from . import _backend, _copy
+from . import _backend, _copy, _validate
 from ._lifetime import Resource
 from .constants import MallocPolicy
 from .context import ContextOwner
@@ -64,10 +63,7 @@ class Memory(Resource):
             raise TypeError(
                 f"{type(self).__name__}() takes a Device or Context, not {type(owner).__name__}"
             )
-        try:
-            size = operator.index(size)
-        except TypeError:
-            raise TypeError(f"size must be an int, not {type(size).__name__}") from None
+        size = _validate.index(size, f"{type(self).__name__} size")
         if size <= 0:
             raise ValueError(f"{type(self).__name__} size must be > 0 bytes, got {size}")
         fill_byte = _check_fill(fill)
@@ -75,15 +71,18 @@ class Memory(Resource):
         self._owner = owner
         self._size = size
         self._users: dict[int, Stream] = {}
-        owner.make_current()
-        ptr = self._allocate(size, **alloc)
+        self._construct(lambda: self._create(fill_byte, alloc))
+
+    def _create(self, fill_byte: int | None, alloc: dict[str, Any]) -> int:
+        self._owner.make_current()
+        ptr = self._allocate(self._size, **alloc)
         if fill_byte is not None:
             try:
-                _backend.call("rt.memset", ptr, size, fill_byte, size, resource=self)
+                _backend.call("rt.memset", ptr, self._size, fill_byte, self._size, resource=self)
             except BaseException:
                 self._free_after_failure(ptr)
                 raise
-        self._open(ptr)
+        return ptr
 
     def _allocate(self, size: int, **alloc: Any) -> int:
         raise NotImplementedError
@@ -236,7 +235,8 @@ class DeviceMemory(Memory):
         fill: Fill = 0,
         policy: MallocPolicy | int = MallocPolicy.HUGE_FIRST,
     ) -> None:
-        super().__init__(owner, size, fill=fill, policy=int(policy))
+        policy = _validate.member(policy, MallocPolicy, "malloc policy")
+        super().__init__(owner, size, fill=fill, policy=policy)
 
     def _allocate(self, size: int, **alloc: Any) -> int:
         ptr: int = _backend.call("rt.malloc", size, alloc["policy"], resource=self)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from . import _backend
+from . import _backend, _validate
 from ._lifetime import Resource
 from .constants import StreamFlag
 from .context import ContextOwner
@@ -51,19 +51,24 @@ class Stream(Resource):
     ) -> None:
         if not isinstance(owner, ContextOwner):
             raise TypeError(f"Stream() takes a Device or Context, not {type(owner).__name__}")
+        mask = _validate.flags(flags, StreamFlag, "stream flags")
+        if priority is not None:
+            priority = _validate.index(priority, "stream priority", minimum=0)
+            if priority > 7:
+                raise ValueError(f"stream priority must be 0 (highest) to 7, got {priority}")
         super().__init__(owner)
         self._init_queue(owner)
-        owner.make_current()
-        if priority is None and not flags:
-            handle = _backend.call("rt.create_stream", resource=self)
+        self._construct(lambda: self._create(priority, mask))
+
+    def _create(self, priority: int | None, mask: int) -> int:
+        self._owner.make_current()
+        if priority is None and not mask:
+            handle: int = _backend.call("rt.create_stream", resource=self)
         else:
-            prio = 0 if priority is None else int(priority)
-            if not 0 <= prio <= 7:
-                raise ValueError(f"stream priority must be 0 (highest) to 7, got {prio}")
             handle = _backend.call(
-                "rt.create_stream_with_config", prio, int(flags), resource=self
+                "rt.create_stream_with_config", priority or 0, mask, resource=self
             )
-        self._open(handle)
+        return handle
 
     def _init_queue(self, owner: ContextOwner) -> None:
         self._owner = owner
@@ -211,7 +216,7 @@ class DefaultStream(Stream):
     def __init__(self, device: Device) -> None:
         Resource.__init__(self, device)
         self._init_queue(device)
-        self._open(0)
+        self._construct(lambda: 0)
 
     def close(self) -> None:
         """Does nothing: the default stream closes with its device."""

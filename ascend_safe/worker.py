@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
 from . import _lifetime, _process, _runtime
-from ._backend import FORK_MESSAGE
 from .device import Device
 from .errors import ForkSafetyError, ResourceLeakError
 
@@ -86,21 +85,20 @@ def worker(device: int | None = None, *, leaks: str = "warn") -> Callable[[F], F
         def run(*args: Any, **kwargs: Any) -> Any:
             _prepare_process()
             dev = _session(_pick_device(device))
-            mark = _lifetime.serial_mark()
-            collected = Counter(_lifetime.collected_while_open)
             stack = getattr(_calls, "stack", None)
             if stack is None:
                 stack = _calls.stack = []
             stack.append(dev)
             failed = False
-            try:
-                return fn(*args, **kwargs)
-            except BaseException:
-                failed = True
-                raise
-            finally:
-                stack.pop()
-                _release_leftovers(fn, mark, collected, leaks, failed)
+            with _lifetime.tracking() as tracker:
+                try:
+                    return fn(*args, **kwargs)
+                except BaseException:
+                    failed = True
+                    raise
+                finally:
+                    stack.pop()
+                    _release_leftovers(fn, tracker, leaks, failed)
 
         run.__ascend_safe_worker__ = True  # type: ignore[attr-defined]
         return run  # type: ignore[return-value]
@@ -126,19 +124,14 @@ def _session(device_id: int) -> Device:
 
 
 def _release_leftovers(
-    fn: Callable[..., Any], mark: int, collected_before: Counter[str], leaks: str, failed: bool
+    fn: Callable[..., Any], tracker: _lifetime.CallTracker, leaks: str, failed: bool
 ) -> None:
-    """Release what the call left open; count what it let the garbage collector find open."""
-    sessions = [id(d) for d in _here.sessions.values()]
-    left = [
-        r
-        for r in _lifetime.live_resources()  # also releases objects collected while open
-        if r._serial > mark and id(r) not in sessions
-    ]
-    collected = _lifetime.collected_while_open - collected_before
-    if not left and not collected:
+    """Release what this call left open; count what it let the garbage collector find open."""
+    _lifetime.drain_deferred()  # objects the call dropped while open
+    left = [r for r in tracker.still_open() if r not in _here.sessions.values()]
+    if not left and not tracker.collected:
         return
-    kinds = Counter(type(r).__name__ for r in left) + collected
+    kinds = Counter(type(r).__name__ for r in left) + tracker.collected
     report = ", ".join(f"{n} {name}" for name, n in sorted(kinds.items()))
     for resource in reversed(left):
         try:
@@ -158,7 +151,7 @@ def _release_leftovers(
 def _prepare_process() -> None:
     """Once per process: refuse forked children of pyacl users, tie the worker to its parent."""
     if _process.state.forked_after_use:
-        raise ForkSafetyError(FORK_MESSAGE)
+        raise ForkSafetyError(_process.FORK_ADVICE)
     if _here.prepared_pid == _process.state.pid:
         return
     _here.prepared_pid = _process.state.pid

@@ -74,12 +74,23 @@ def test_out_of_memory_is_typed(sim):
         assert isinstance(err, asf.AclResourceError)
 
 
-def test_invalid_device_id_from_pyacl(sim):
-    with pytest.raises(asf.AclError) as info:
+def test_missing_device_is_refused_before_it_is_used(sim):
+    with pytest.raises(ValueError, match="device 7 does not exist: this machine has 2"):
         asf.Device(7)
+    assert "rt.set_device" not in sim.call_counts()
+    assert sim.live_handles() == {}
+
+
+def test_pyacl_failure_opening_a_device_is_typed_and_leaves_nothing(sim):
+    sim.inject_fault("rt.set_device", 107001)
+    with pytest.raises(asf.AclParameterError) as info:
+        asf.Device(1)
     assert info.value.code == 107001
     assert info.value.api == "acl.rt.set_device"
+    assert "Device" in str(info.value)
     assert sim.live_handles() == {}
+    with asf.Device(1):  # the process slot was given back
+        pass
 
 
 def test_recent_error_message_is_attached(sim):
