@@ -11,7 +11,7 @@ import ctypes
 import functools
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _backend
+from . import _backend, _validate
 from . import memory as _memory  # a cycle: used only at call time, once both are loaded
 from .constants import MemcpyKind
 
@@ -114,11 +114,7 @@ def copy(
             )
     if stream is not None:
         for m in memories:
-            if m.device.id != stream.device.id:
-                raise ValueError(
-                    f"{m!r} is on device {m.device.id} but {stream!r} is on device "
-                    f"{stream.device.id}; use a stream of the memory's device"
-                )
+            _validate.same_device(m, stream, "copy on")
     if nbytes == 0:
         return
     dst_addr = dst.addr + dst_offset
@@ -160,13 +156,13 @@ def _copy_async(
     keepalive: tuple[object, ...] = (dst.keep, src.keep)
     staging: Memory | None = None
     if src.memory is None:  # pageable host -> device: stage through pinned memory now
-        staging = _memory.HostMemory(stream.device, nbytes, fill=_memory.UNINITIALIZED)
+        staging = _memory.StagingMemory(stream.device, nbytes, fill=_memory.UNINITIALIZED)
         ctypes.memmove(staging.ptr, src_addr, nbytes)
         src_addr = staging.ptr
         keepalive += (staging,)
         on_retire = functools.partial(_release_staging, staging)
     elif dst.memory is None:  # device -> pageable host: land in pinned memory, copy out later
-        staging = _memory.HostMemory(stream.device, nbytes, fill=_memory.UNINITIALIZED)
+        staging = _memory.StagingMemory(stream.device, nbytes, fill=_memory.UNINITIALIZED)
         target = dst_addr
         final = staging
 
@@ -197,6 +193,16 @@ def _release_staging(staging: Memory) -> None:
     """Free a staging buffer once the submission using it is known complete."""
     staging._users.clear()  # its only user is the submission that just retired
     staging.close()
+
+
+def remaining(end: Endpoint, offset: int, role: str) -> int:
+    """Bytes of *end* from *offset* on (the default copy size)."""
+    if type(offset) is int and 0 <= offset <= end.nbytes:
+        return end.nbytes - offset
+    _reject_counts(**{f"{role} offset": offset})
+    raise ValueError(
+        f"{role} offset {offset} is past the end of the {end.nbytes}-byte {role}{_which(end)}"
+    )
 
 
 def _reject_counts(**values: object) -> None:

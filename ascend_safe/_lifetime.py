@@ -88,7 +88,7 @@ class Resource:
     kind: ClassVar[str] = "resource"
     #: Children of one parent close in ascending rank (buffers, events, memory, streams, ...).
     teardown_rank: ClassVar[int] = 0
-    #: Whether the object appears in :func:`live_resources` (the default stream does not).
+    #: Whether the object appears in :func:`live_resources` (internal helpers do not).
     tracked: ClassVar[bool] = True
 
     __slots__ = (
@@ -168,8 +168,7 @@ class Resource:
             if self.tracked:
                 _registry[self._serial] = ref
             if parent is not None:
-                if self.tracked:
-                    parent._children[self._serial] = ref
+                parent._children[self._serial] = ref
                 parent._building -= 1
                 _state_changed.notify_all()
 
@@ -276,7 +275,7 @@ class Resource:
 
     def __del__(self) -> None:
         try:
-            if getattr(self, "_state", _UNBORN) != _OPEN or flags.disarmed or not self.tracked:
+            if getattr(self, "_state", _UNBORN) != _OPEN or flags.disarmed:
                 return
             if sys.is_finalizing():
                 return

@@ -7,16 +7,16 @@ initialised pyacl on its own keeps working (a repeated init, code 100002, is tol
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
-from . import _backend, _lifetime
+from . import _backend, _lifetime, _process
 from .errors import AclError
 
 __all__ = ["ensure_initialized", "exit_teardown"]
 
 _REPEAT_INITIALIZE = 100002
-_SYNC_TIMEOUT_MS = 10_000
 
 _log = logging.getLogger("ascend_safe")
 _lock = threading.Lock()
@@ -25,6 +25,7 @@ _lock = threading.Lock()
 class _InitState:
     initialized = False
     owned = False  # ascend_safe's own acl.init succeeded, so it finalizes at exit
+    pid = 0  # the process that initialised
     hooked = False
 
 
@@ -48,6 +49,7 @@ def ensure_initialized() -> None:
             if exc.code != _REPEAT_INITIALIZE:
                 raise
         _init.initialized = True
+        _init.pid = _process.state.pid
 
 
 def forget_initialization() -> None:
@@ -57,12 +59,28 @@ def forget_initialization() -> None:
         _init.owned = False
 
 
+def _exit_timeout() -> float:
+    raw = os.environ.get("ASCEND_SAFE_EXIT_TIMEOUT", "10")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        _log.warning("ASCEND_SAFE_EXIT_TIMEOUT=%r is not a positive number: using 10", raw)
+        seconds = 10.0
+    return seconds
+
+
 def exit_teardown() -> None:
     """Synchronize, destroy everything in dependency order, reset devices, finalize if owned."""
-    from .stream import busy_streams
+    from .stream import busy_streams, close_waits
 
     if _lifetime.flags.disarmed:
         return
+    if _process.state.forked_after_use or (_init.pid and _process.state.is_foreign(_init.pid)):
+        _lifetime.flags.disarmed = True  # a forked child: everything here is the parent's
+        return
+    close_waits.timeout = _exit_timeout()
     try:
         _lifetime.drain_deferred()
         left = _lifetime.live_resources()
@@ -72,7 +90,8 @@ def exit_teardown() -> None:
                 _lifetime.leak_report(left),
             )
         for stream in busy_streams():  # default streams included
-            _quietly(stream.synchronize, _SYNC_TIMEOUT_MS / 1000)
+            if not _quietly(stream.synchronize, close_waits.timeout):
+                close_waits.timeout = 0.0  # stuck: from now on close paths only poll
         for root in _lifetime.roots():
             _quietly(root.close)
         if _init.owned and _init.initialized:
@@ -82,8 +101,10 @@ def exit_teardown() -> None:
         _lifetime.flags.disarmed = True
 
 
-def _quietly(fn: Any, *args: Any) -> None:
+def _quietly(fn: Any, *args: Any) -> bool:
     try:
         fn(*args)
     except Exception as exc:
         _log.warning("ascend_safe exit teardown: %s", exc)
+        return False
+    return True

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import enum
 import operator
+from typing import Any, Protocol
 
-__all__ = ["flags", "index", "member"]
+__all__ = ["flags", "index", "member", "same_device"]
 
 
 def index(value: object, name: str, *, minimum: int | None = None) -> int:
@@ -32,6 +33,21 @@ def flags(value: object, kind: type[enum.IntFlag], name: str) -> int:
         names = ", ".join(f"{f.name}=0x{int(f):x}" for f in kind)
         raise ValueError(f"{name} 0x{mask:x} has unknown bits; known flags: {names}")
     return mask
+
+
+class _OnDevice(Protocol):
+    @property
+    def device(self) -> Any: ...
+
+
+def same_device(first: _OnDevice, second: _OnDevice, action: str) -> None:
+    """Refuse to *action* between resources of two different devices."""
+    a, b = first.device.id, second.device.id
+    if a != b:
+        raise ValueError(
+            f"cannot {action} {second!r} with {first!r}: one is on device {b}, the other on "
+            f"device {a}; use resources of one device"
+        )
 
 
 def member(value: object, kind: type[enum.IntEnum], name: str) -> int:

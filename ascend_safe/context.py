@@ -48,8 +48,8 @@ class ContextOwner(Resource):
         from .stream import busy_streams
 
         for stream in busy_streams():
-            if stream.owner is self and not stream.closed:
-                stream.synchronize()
+            if stream.owner is self:
+                stream._drain_if_busy()
         super()._close_children()
 
     def _became_current(self) -> None:

@@ -64,10 +64,7 @@ class Event(Resource):
                 f"Event.record() takes a Stream, not {type(stream).__name__}; omit the argument "
                 "to record on the device's default stream"
             )
-        if stream.device.id != self.device.id:
-            raise ValueError(
-                f"cannot record {self!r} on {stream!r}: they are on different devices"
-            )
+        _validate.same_device(self, stream, "record on")
         self._recorded_seq = stream._submit("rt.record_event", handle)
         self._recorded_on = stream
 

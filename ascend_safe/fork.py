@@ -150,9 +150,14 @@ def guard_process_creation() -> None:
     if _settings.installed:
         return
     _settings.installed = True
-    env = os.environ.get("ASCEND_SAFE_FORK_POLICY")
+    env = os.environ.get("ASCEND_SAFE_FORK_POLICY", "").strip().lower()
     if env:
-        set_fork_policy(env.strip().lower())
+        if env not in FORK_POLICIES:
+            raise ValueError(
+                f"ASCEND_SAFE_FORK_POLICY={env!r} is not valid: use one of "
+                f"{', '.join(FORK_POLICIES)}"
+            )
+        set_fork_policy(env)
     sys.addaudithook(_audit)
     os.register_at_fork(before=_before_fork)
     _wrap_spawnv_passfds()

@@ -143,7 +143,7 @@ class Memory(Resource):
         stream_obj = _stream_arg(stream)
         dst = _copy.endpoint(self, writable=True, role="destination")
         src_end = _copy.endpoint(src, writable=False, role="source")
-        count = src_end.nbytes - src_offset if nbytes is None else nbytes
+        count = _copy.remaining(src_end, src_offset, "source") if nbytes is None else nbytes
         _copy.copy(dst, offset, src_end, src_offset, count, stream_obj)
 
     def copy_to(
@@ -163,13 +163,18 @@ class Memory(Resource):
         stream_obj = _stream_arg(stream)
         src = _copy.endpoint(self, writable=False, role="source")
         dst_end = _copy.endpoint(dst, writable=True, role="destination")
-        count = self._size - offset if nbytes is None else nbytes
+        count = _copy.remaining(src, offset, "source") if nbytes is None else nbytes
         _copy.copy(dst_end, dst_offset, src, offset, count, stream_obj)
 
     def to_bytes(self, nbytes: int | None = None, *, offset: int = 0) -> bytes:
         """A copy of the contents (waits for streams still writing here first)."""
-        count = self._size - offset if nbytes is None else nbytes
-        out = bytearray(max(count, 0))
+        if nbytes is None:
+            count = _copy.remaining(
+                _copy.endpoint(self, writable=False, role="source"), offset, "source"
+            )
+        else:
+            count = _validate.index(nbytes, "nbytes", minimum=0)
+        out = bytearray(count)
         self.copy_to(out, nbytes=count, offset=offset)
         return bytes(out)
 
@@ -195,8 +200,7 @@ class Memory(Resource):
             self._owner.make_current()
             _backend.call("rt.memset", ptr, self._size, byte, self._size, resource=self)
             return
-        if stream_obj.device.id != self.device.id:
-            raise ValueError(f"{self!r} and {stream_obj!r} are on different devices")
+        _validate.same_device(self, stream_obj, "fill on")
         stream_obj._submit("rt.memset_async", ptr, self._size, byte, self._size, keepalive=(self,))
         self._users[stream_obj._serial] = stream_obj
 
@@ -205,11 +209,10 @@ class Memory(Resource):
     def _wait_idle(self) -> None:
         """Synchronize the streams that still have queued work on this memory."""
         users = self._users
-        if users:
-            for stream in list(users.values()):
-                if stream.busy and not stream.closed:
-                    stream.synchronize()
-            users.clear()
+        for key in list(users):  # one by one: a copy on another thread may add a user meanwhile
+            stream = users.pop(key, None)
+            if stream is not None:
+                stream._drain_if_busy()
 
     def _release(self, handle: Any) -> None:
         self._wait_idle()
@@ -254,6 +257,18 @@ class HostMemory(Memory):
     def _allocate(self, size: int, **alloc: Any) -> int:
         ptr: int = _backend.call("rt.malloc_host", size, resource=self)
         return ptr
+
+
+class StagingMemory(HostMemory):
+    """Page-locked memory an async copy stages pageable host data through.
+
+    Internal: released when the copy is known complete, so it is not listed among the live
+    resources the user owns.
+    """
+
+    kind = "staging memory"
+    tracked = False
+    __slots__ = ()
 
 
 class DvppMemory(Memory):

@@ -8,12 +8,13 @@ consult, so it is kept exact and cheap.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from . import _backend, _validate
 from ._lifetime import Resource
-from .constants import StreamFlag
+from .constants import StreamFlag, StreamStatus
 from .context import ContextOwner
 
 if TYPE_CHECKING:
@@ -22,8 +23,15 @@ if TYPE_CHECKING:
 
 __all__ = ["DefaultStream", "Stream", "busy_streams", "retire_device"]
 
-_NOT_READY = 1
-_STREAM_SYNC_TIMEOUT = 507046
+
+
+class _CloseWaits:
+    """How long close paths wait for a stream to drain (bounded during exit teardown)."""
+
+    timeout: float | None = None
+
+
+close_waits = _CloseWaits()
 
 #: serial -> stream, for every stream with submissions not yet known complete.
 _busy: dict[int, Stream] = {}
@@ -150,18 +158,26 @@ class Stream(Resource):
 
         Errors of async work surface here. On timeout, ``AclError`` 507046 is raised.
         """
-        handle = self._checked_handle()
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+        self._drain(self._checked_handle(), timeout)
+
+    def _drain(self, handle: int, timeout: float | None) -> None:
+        """Wait for the work queued so far, then retire it."""
         self._owner.make_current()
         through = self._seq
         if timeout is None:
             _backend.call("rt.synchronize_stream", handle, resource=self)
         else:
-            if timeout < 0:
-                raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout}")
-            _backend.call(
-                "rt.synchronize_stream_with_timeout", handle, int(timeout * 1000), resource=self
-            )
+            ms = math.ceil(timeout * 1000) if timeout > 0 else 0  # 0 polls, so round up
+            _backend.call("rt.synchronize_stream_with_timeout", handle, ms, resource=self)
         self._retire(through)
+
+    def _drain_if_busy(self) -> None:
+        """Drain if work is pending: before memory it may use is touched or freed (the wait is
+        bounded during exit teardown)."""
+        if self._pending and not self.closed:
+            self._drain(self._checked_handle(), close_waits.timeout)
 
     def query(self) -> bool:
         """True if all queued work is complete (never blocks)."""
@@ -169,7 +185,7 @@ class Stream(Resource):
         self._owner.make_current()
         through = self._seq
         status = _backend.call("rt.stream_query", handle, resource=self)
-        if status == _NOT_READY:
+        if status != StreamStatus.COMPLETE:
             return False
         self._retire(through)
         return True
@@ -180,21 +196,14 @@ class Stream(Resource):
 
         if not isinstance(event, Event):
             raise TypeError(f"Stream.wait() takes an Event, not {type(event).__name__}")
-        if event.device.id != self.device.id:
-            raise ValueError(
-                f"{event!r} is on device {event.device.id} but {self!r} is on device "
-                f"{self.device.id}; record an event on this device instead"
-            )
+        _validate.same_device(event, self, "wait for")
         event_handle = event._checked_handle()
         handle = self._checked_handle()
         self._owner.make_current()
         _backend.call("rt.stream_wait_event", handle, event_handle, resource=self)
 
     def _release(self, handle: Any) -> None:
-        self._owner.make_current()
-        through = self._seq
-        _backend.call("rt.synchronize_stream", handle, resource=self)
-        self._retire(through)
+        self._drain(handle, close_waits.timeout)
         _backend.call("rt.destroy_stream", handle, resource=self)
 
     def _describe(self) -> str:
@@ -221,16 +230,16 @@ class DefaultStream(Stream):
     def close(self) -> None:
         """Does nothing: the default stream closes with its device."""
 
+    def __del__(self) -> None:
+        """Nothing to release: pyacl owns the default stream, the device session closes it."""
+
     def _close_with_device(self) -> None:
         if not self.closed:
             Resource.close(self)
 
     def _release(self, handle: Any) -> None:
         if self._pending:
-            self._owner.make_current()
-            through = self._seq
-            _backend.call("rt.synchronize_stream", handle, resource=self)
-            self._retire(through)
+            self._drain(handle, close_waits.timeout)
 
 
 def busy_streams() -> list[Stream]:

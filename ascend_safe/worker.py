@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
-from . import _lifetime, _process, _runtime
+from . import _backend, _lifetime, _process, _runtime
 from .device import Device
 from .errors import ForkSafetyError, ResourceLeakError
 
@@ -119,8 +119,20 @@ def _session(device_id: int) -> Device:
     with _lock:
         dev = _here.sessions.get(device_id)
         if dev is None or dev.closed:
+            if not _here.sessions:  # first session: close them before the exit leak report
+                _backend.exit_hooks.insert(0, _close_sessions)
             dev = _here.sessions[device_id] = Device(device_id)
     return dev
+
+
+def _close_sessions() -> None:
+    """At exit: the worker's own sessions are not leaks; close them quietly."""
+    for dev in list(_here.sessions.values()):
+        try:
+            dev.close()
+        except Exception as exc:
+            _log.warning("ascend_safe worker: closing %r at exit failed: %s", dev, exc)
+    _here.sessions.clear()
 
 
 def _release_leftovers(
@@ -159,6 +171,7 @@ def _prepare_process() -> None:
     if parent is not None:
         _die_with_parent(parent.pid)
         # multiprocessing children may end through os._exit: tear down in its exit hook too
+        multiprocessing.util.Finalize(None, _close_sessions, exitpriority=101)
         multiprocessing.util.Finalize(None, _runtime.exit_teardown, exitpriority=100)
 
 
