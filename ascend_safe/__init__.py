@@ -43,7 +43,13 @@ from .event import Event
 from .fork import FORK_POLICIES, get_fork_policy, guard_process_creation, set_fork_policy
 from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, HostMemory, Memory
 from .stream import DefaultStream, Stream
-from .worker import current_device, worker, worker_mp_pool, worker_pool
+from .workers import (
+    close_worker_sessions,
+    current_device,
+    worker,
+    worker_mp_pool,
+    worker_pool,
+)
 
 guard_process_creation()
 
@@ -88,6 +94,7 @@ __all__ = [
     "StreamStatus",
     "__version__",
     "backend_name",
+    "close_worker_sessions",
     "current_device",
     "get_fork_policy",
     "leak_report",

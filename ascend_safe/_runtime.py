@@ -94,7 +94,13 @@ def exit_teardown() -> None:
                 close_waits.timeout = 0.0  # stuck: from now on close paths only poll
         for root in _lifetime.roots():
             _quietly(root.close)
-        if _init.owned and _init.initialized:
+        stuck = _lifetime.roots()
+        if stuck:  # finalize would wait for the stuck work too; process exit frees the device
+            _log.warning(
+                "ascend_safe: %s could not be released at exit; acl.finalize skipped",
+                ", ".join(repr(r) for r in stuck),
+            )
+        elif _init.owned and _init.initialized:
             _quietly(_backend.call, "finalize")
         _init.initialized = False
     finally:

@@ -98,3 +98,49 @@ def test_recent_error_message_is_attached(sim):
     with asf.Device(0) as dev, pytest.raises(asf.AclError) as info:
         dev.malloc(4 << 20)
     assert info.value.recent_message  # the simulator explains every failure
+
+
+@pytest.mark.parametrize(
+    ("make", "exc", "match"),
+    [
+        (lambda d: asf.Event(d, flags=-5), ValueError, ">= 0"),
+        (lambda d: asf.Event(d, flags=0x80), ValueError, "unknown bits"),
+        (lambda d: asf.Stream(d, flags="x"), TypeError, "stream flags must be an int"),
+        (lambda d: asf.Stream(d, flags=0x1000), ValueError, "unknown bits"),
+        (lambda d: asf.DeviceMemory(d, 64, policy=99), ValueError, "malloc policy 99"),
+        (lambda d: asf.Device(0, slot_timeout=-1), ValueError, "slot_timeout"),
+    ],
+)
+def test_bad_flags_and_options_are_refused_before_pyacl(sim, make, exc, match):
+    with asf.Device(0) as dev:
+        sim.reset_call_counts()
+        with pytest.raises(exc, match=match):
+            make(dev)
+        assert sim.call_counts() == {}
+
+
+def test_offsets_past_the_end_are_explained(sim):
+    with asf.Device(0) as dev, dev.malloc(16) as d:
+        with pytest.raises(ValueError, match="source offset 10 is past the end of the 3-byte"):
+            d.copy_from(b"abc", src_offset=10)
+        with pytest.raises(ValueError, match="source offset 20 is past the end of the 16-byte"):
+            d.to_bytes(offset=20)
+
+
+def test_closed_parent_error_says_what_was_being_created(sim):
+    dev = asf.Device(0)
+    dev.close()
+    with pytest.raises(asf.ResourceClosedError, match="cannot create a Stream: <Device"):
+        asf.Stream(dev)
+
+
+def test_stream_timeout_rounds_up(sim):
+    with asf.Device(0) as dev, dev.stream() as s, dev.malloc(64) as mem:
+        sim.configure(async_delay=0.05)
+        mem.fill(1, stream=s)
+        with pytest.raises(asf.AclError) as info:
+            s.synchronize(timeout=0.0004)  # 0.4 ms: a short wait, not a poll that says 0
+        assert info.value.code == 507046
+        s.synchronize(timeout=5)
+        with pytest.raises(ValueError):
+            s.synchronize(timeout=-1)

@@ -49,3 +49,15 @@ def meet(barrier) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """Wait until every worker holds one of these calls: proves they all run at once."""
     barrier.wait(60)
     return os.getpid(), asf.current_device().id
+
+
+@asf.worker(leaks="raise")
+def keep_then_close(seconds: float) -> int:
+    """Holds a resource across a sleep, then closes it: never another call's leak."""
+    import time
+
+    mem = asf.current_device().malloc(64)
+    time.sleep(seconds)
+    mem.copy_from(b"\x01" * 64)
+    mem.close()
+    return os.getpid()

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 
@@ -161,3 +162,57 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_concurrent_calls_in_one_worker_do_not_close_each_other(sim):
+    # calls in several threads of one process: each only answers for what it created
+    with concurrent.futures.ThreadPoolExecutor(4) as threads:
+        slow = threads.submit(pool_tasks.keep_then_close, 0.3)
+        fast = [threads.submit(pool_tasks.keep_then_close, 0.0) for _ in range(5)]
+        assert all(f.result() == os.getpid() for f in fast)
+        assert slow.result() == os.getpid()
+    asf.close_worker_sessions()
+
+
+def test_pool_workers_exit_quietly(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, sys
+            sys.path.insert(0, {os.path.dirname(pool_tasks.__file__)!r})
+            os.environ["ASCEND_SAFE_BACKEND"] = "sim"
+            import ascend_safe as asf
+            import pool_tasks
+            if __name__ == "__main__":
+                with asf.worker_pool(workers=2, devices=[0, 1]) as pool:
+                    print(len(list(pool.map(pool_tasks.round_trip, [b"a" * 64] * 6))))
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "6"
+    assert proc.stderr == ""  # the workers' own device sessions are not reported as leaks
+
+
+def test_pool_started_from_a_short_lived_thread_survives_the_thread():
+    box = {}
+
+    def first_use():
+        pool = asf.worker_pool(workers=2)
+        box["pool"] = pool
+        box["pids"] = {pool.submit(pool_tasks.round_trip, b"q" * 64).result()[0] for _ in range(4)}
+
+    t = threading.Thread(target=first_use)
+    t.start()
+    t.join()  # the thread that started the workers is gone; the parent process is not
+    time.sleep(0.3)
+    pool = box["pool"]
+    try:
+        result = pool.submit(pool_tasks.round_trip, b"r" * 64).result(timeout=30)
+        assert result[2] == b"r" * 64
+    finally:
+        pool.shutdown()

@@ -30,11 +30,19 @@ from . import _backend, _lifetime, _process, _runtime
 from .device import Device
 from .errors import ForkSafetyError, ResourceLeakError
 
-__all__ = ["LEAK_POLICIES", "current_device", "worker", "worker_mp_pool", "worker_pool"]
+__all__ = [
+    "LEAK_POLICIES",
+    "close_worker_sessions",
+    "current_device",
+    "worker",
+    "worker_mp_pool",
+    "worker_pool",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 LEAK_POLICIES = ("warn", "raise", "ignore")
 _PR_SET_PDEATHSIG = 1
+_PARENT_DEATH_SIGNAL = signal.SIGUSR2
 
 _log = logging.getLogger("ascend_safe")
 _lock = threading.Lock()
@@ -120,13 +128,17 @@ def _session(device_id: int) -> Device:
         dev = _here.sessions.get(device_id)
         if dev is None or dev.closed:
             if not _here.sessions:  # first session: close them before the exit leak report
-                _backend.exit_hooks.insert(0, _close_sessions)
+                _backend.exit_hooks.insert(0, close_worker_sessions)
             dev = _here.sessions[device_id] = Device(device_id)
     return dev
 
 
-def _close_sessions() -> None:
-    """At exit: the worker's own sessions are not leaks; close them quietly."""
+def close_worker_sessions() -> None:
+    """Close the device sessions that worker calls opened in this process.
+
+    Done at exit (they are not leaks, so not reported); call it to release the device earlier,
+    e.g. after running worker functions in the main process.
+    """
     for dev in list(_here.sessions.values()):
         try:
             dev.close()
@@ -171,20 +183,34 @@ def _prepare_process() -> None:
     if parent is not None:
         _die_with_parent(parent.pid)
         # multiprocessing children may end through os._exit: tear down in its exit hook too
-        multiprocessing.util.Finalize(None, _close_sessions, exitpriority=101)
+        multiprocessing.util.Finalize(None, close_worker_sessions, exitpriority=101)
         multiprocessing.util.Finalize(None, _runtime.exit_teardown, exitpriority=100)
 
 
 def _die_with_parent(parent_pid: int | None) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux only)."""
-    if not sys.platform.startswith("linux"):
+    """Have the kernel signal this process when its parent dies (``PR_SET_PDEATHSIG``, Linux).
+
+    The kernel sends the signal when the parent *thread* that started this process exits, which
+    also happens when a pool was first used from a short-lived thread while the parent process
+    lives on. So the signal is a catchable one whose handler exits only if the parent process
+    is really gone (this process was re-parented).
+    """
+    if not sys.platform.startswith("linux") or parent_pid is None:
         return
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be installed from the main thread
+
+    def on_parent_death(signum: int, frame: object) -> None:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    signal.signal(_PARENT_DEATH_SIGNAL, on_parent_death)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, int(_PARENT_DEATH_SIGNAL), 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if parent_pid is not None and os.getppid() != parent_pid:
+    if os.getppid() != parent_pid:
         os._exit(1)  # the parent died before the request took effect
 
 

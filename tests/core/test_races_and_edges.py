@@ -1,0 +1,143 @@
+"""Edge cases: a parent closing while a child is built, warnings turned into errors, forked
+children exiting, stuck streams at exit, default streams never warning."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+
+import pytest
+
+import ascend_safe as asf
+
+
+def test_child_built_while_parent_closes_is_closed_with_it_or_refused(sim):
+    sim.configure(call_latency=0.002)  # widen the window between the checks and the pyacl calls
+    for _ in range(15):
+        dev = asf.Device(0)
+        made: list[object] = []
+        refused: list[BaseException] = []
+        started = threading.Event()
+
+        def build(dev=dev, made=made, refused=refused, started=started):
+            started.set()
+            try:
+                made.append(asf.Stream(dev))
+            except asf.ResourceClosedError as exc:
+                refused.append(exc)
+
+        t = threading.Thread(target=build)
+        t.start()
+        started.wait()
+        dev.close()
+        t.join()
+        assert len(made) + len(refused) == 1
+        if made:
+            assert made[0].closed  # closed together with its device
+        else:
+            assert "cannot create a Stream" in str(refused[0])
+        assert asf.live_resources() == []
+        assert sim.live_handles() == {}
+    assert sim.violations() == []
+
+
+def test_resource_warning_as_error_still_releases(sim):
+    with asf.Device(0) as dev:
+        mem = dev.malloc(64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            del mem
+            gc.collect()
+        assert asf.live_resources() == [dev]
+        assert "device_memory" not in sim.live_handles()
+
+
+def test_dropped_device_does_not_warn_about_its_default_stream(sim):
+    dev = asf.Device(0)
+    with pytest.warns(ResourceWarning) as record:
+        del dev
+        gc.collect()
+        asf.live_resources()
+    assert [str(w.message).split("#")[0] for w in record] == ["unclosed <Device "]
+    assert sim.live_handles() == {}
+
+
+def test_staging_memory_is_internal(sim):
+    with asf.Device(0) as dev, dev.stream() as s, dev.malloc(64) as mem:
+        with sim.hold_streams():
+            mem.copy_from(b"\x01" * 64, stream=s)
+            assert "host_memory" in sim.live_handles()  # the pinned staging buffer
+            assert asf.live_resources() == [dev, s, mem]  # not the user's to close
+        s.synchronize()
+        assert "host_memory" not in sim.live_handles()
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = dict(os.environ, ASCEND_SAFE_BACKEND="sim", **env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_exit_with_a_stuck_stream_does_not_hang():
+    proc = _run(
+        """
+        import ascend_safe as asf
+        from ascend_safe import sim
+        dev = asf.Device(0)
+        s = dev.stream()
+        mem = dev.malloc(64)
+        held = sim.hold_streams()
+        held.__enter__()  # the stream never finishes
+        mem.fill(1, stream=s)
+        print("exiting", flush=True)
+        """,
+        ASCEND_SAFE_EXIT_TIMEOUT="0.3",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "exiting"
+    assert "507046" in proc.stderr  # the timeout is reported, not waited out forever
+    assert "Traceback" not in proc.stderr
+
+
+def test_forked_child_exit_leaves_the_parent_resources_alone(tmp_path):
+    record = tmp_path / "violations.jsonl"
+    proc = _run(
+        f"""
+        import os, sys, warnings
+        import ascend_safe as asf
+        from ascend_safe import sim
+        sim.configure(record_file={str(record)!r})
+        dev = asf.Device(0)
+        mem = dev.malloc(64, fill=7)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)  # a normal exit, with the parent's objects still open
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert mem.to_bytes() == b"\\x07" * 64
+        dev.close()
+        print("parent ok", flush=True)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "parent ok"
+    assert proc.stderr == ""  # neither a leak report nor a fork error from the child's exit
+    assert not record.exists() or record.read_text() == ""
+
+
+def test_bad_fork_policy_variable_is_named():
+    proc = _run("import ascend_safe", ASCEND_SAFE_FORK_POLICY="sometimes")
+    assert proc.returncode != 0
+    assert "ASCEND_SAFE_FORK_POLICY='sometimes' is not valid" in proc.stderr
