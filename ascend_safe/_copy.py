@@ -16,7 +16,7 @@ from . import memory as _memory  # a cycle: used only at call time, once both ar
 from .constants import MemcpyKind
 
 if TYPE_CHECKING:
-    from .memory import Memory
+    from .memory import Memory, StagingMemory
     from .stream import Stream
 
 __all__ = ["Endpoint", "copy", "endpoint"]
@@ -154,21 +154,22 @@ def _copy_async(
             )
     on_retire: Any = None
     keepalive: tuple[object, ...] = (dst.keep, src.keep)
-    staging: Memory | None = None
+    staging: StagingMemory | None = None
+    pool = stream.device.staging
     if src.memory is None:  # pageable host -> device: stage through pinned memory now
-        staging = _memory.StagingMemory(stream.device, nbytes, fill=_memory.UNINITIALIZED)
+        staging = pool.take(nbytes)
         ctypes.memmove(staging.ptr, src_addr, nbytes)
         src_addr = staging.ptr
         keepalive += (staging,)
-        on_retire = functools.partial(_release_staging, staging)
+        on_retire = functools.partial(pool.give, staging)
     elif dst.memory is None:  # device -> pageable host: land in pinned memory, copy out later
-        staging = _memory.StagingMemory(stream.device, nbytes, fill=_memory.UNINITIALIZED)
+        staging = pool.take(nbytes)
         target = dst_addr
         final = staging
 
         def _deliver() -> None:
             ctypes.memmove(target, final.ptr, nbytes)
-            _release_staging(final)
+            pool.give(final)
 
         keepalive += (staging,)
         on_retire = _deliver
@@ -181,18 +182,12 @@ def _copy_async(
         )
     except BaseException:
         if staging is not None:
-            staging.close()
+            pool.give(staging)
         raise
     for m in memories:
         m._users[stream._serial] = stream
     if staging is not None:
         staging._users[stream._serial] = stream
-
-
-def _release_staging(staging: Memory) -> None:
-    """Free a staging buffer once the submission using it is known complete."""
-    staging._users.clear()  # its only user is the submission that just retired
-    staging.close()
 
 
 def remaining(end: Endpoint, offset: int, role: str) -> int:

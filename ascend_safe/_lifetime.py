@@ -33,7 +33,7 @@ _STATE_NAMES = ("unborn", "open", "closing", "closed", "abandoned")
 _lock = threading.RLock()
 _state_changed = threading.Condition(_lock)
 _serials = itertools.count(1)
-#: serial -> weak reference, for every open tracked resource, in creation order.
+#: serial -> weak reference, for every open resource, in creation order.
 _registry: dict[int, weakref.ref[Resource]] = {}
 #: Resources collected while open, released at the next safe point.
 _deferred: list[Resource] = []
@@ -158,15 +158,14 @@ class Resource:
         if _trace:
             self._site = traceback.StackSummary.from_list(traceback.extract_stack()[:-4])
         trackers = getattr(_thread, "trackers", None)
-        if trackers:
+        if trackers and self.tracked:
             self._trackers = tuple(trackers)
             for tracker in trackers:
                 tracker.created.append(ref)
         parent = self._parent
         with _lock:
             self._state = _OPEN
-            if self.tracked:
-                _registry[self._serial] = ref
+            _registry[self._serial] = ref
             if parent is not None:
                 parent._children[self._serial] = ref
                 parent._building -= 1
@@ -341,13 +340,21 @@ def drain_deferred() -> None:
             obj._close_implicitly()
 
 
-def live_resources() -> list[Resource]:
-    """Every resource still open in this process, oldest first."""
+def live_resources(*, internal: bool = False) -> list[Resource]:
+    """Every resource still open in this process, oldest first.
+
+    *internal* also lists what the library manages on its own (default streams, pooled
+    staging buffers for async copies), which are released with their device.
+    """
     if _deferred:
         drain_deferred()
     with _lock:
         refs = list(_registry.values())
-    return [r for r in (ref() for ref in refs) if r is not None and r._state == _OPEN]
+    return [
+        r
+        for r in (ref() for ref in refs)
+        if r is not None and r._state == _OPEN and (internal or r.tracked)
+    ]
 
 
 def roots() -> list[Resource]:

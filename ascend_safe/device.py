@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from . import _backend, _process, _runtime, _validate, slots
+from ._staging import StagingPool
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
 
@@ -75,7 +76,7 @@ class Device(ContextOwner):
 
     kind = "device"
     teardown_rank = 5
-    __slots__ = ("_default_stream", "_id")
+    __slots__ = ("_default_stream", "_id", "_staging")
 
     def __init__(self, device_id: int = 0, *, slot_timeout: float | None = 0.0) -> None:
         device_id = _validate.index(device_id, "device id", minimum=0)
@@ -87,6 +88,7 @@ class Device(ContextOwner):
         from .stream import DefaultStream
 
         self._default_stream = DefaultStream(self)
+        self._staging = StagingPool(self)
 
     def _create(self, slot_timeout: float | None) -> int:
         device_id = self._id
@@ -119,6 +121,11 @@ class Device(ContextOwner):
     @property
     def device(self) -> Device:
         return self
+
+    @property
+    def staging(self) -> StagingPool:
+        """Pinned buffers that async copies of pageable host data go through (internal)."""
+        return self._staging
 
     @property
     def default_stream(self) -> DefaultStream:

@@ -71,6 +71,19 @@ def _cases(dev: asf.Device, acl: Any) -> tuple[Cases, Callable[[], None]]:
         mem.fill(1, stream=stream)
         stream.synchronize()
 
+    raw_pinned, _ = acl.rt.malloc_host(SIZE)
+
+    def raw_async_from_bytes() -> None:
+        import ctypes
+
+        ctypes.memmove(raw_pinned, payload, SIZE)  # a careful raw user reuses a pinned buffer
+        acl.rt.memcpy_async(raw_ptr, SIZE, raw_pinned, SIZE, 1, raw_stream)
+        acl.rt.synchronize_stream(raw_stream)
+
+    def lib_async_from_bytes() -> None:
+        mem.copy_from(payload, stream=stream)  # staged through the session's pinned pool
+        stream.synchronize()
+
     def raw_readback() -> None:
         import ctypes
 
@@ -82,6 +95,7 @@ def _cases(dev: asf.Device, acl: Any) -> tuple[Cases, Callable[[], None]]:
         mem.copy_to(host)
 
     def cleanup() -> None:
+        acl.rt.free_host(raw_pinned)
         acl.rt.free(raw_ptr)
         acl.rt.destroy_stream(raw_stream)
 
@@ -91,6 +105,7 @@ def _cases(dev: asf.Device, acl: Any) -> tuple[Cases, Callable[[], None]]:
         "memcpy host->device 4 KiB": (raw_copy, lib_copy),
         "memset_async+synchronize": (raw_async_round_trip, lib_async_round_trip),
         "memcpy device->host 4 KiB": (raw_readback, lib_readback),
+        "async bytes->device+sync 4 KiB": (raw_async_from_bytes, lib_async_from_bytes),
     }, cleanup
 
 

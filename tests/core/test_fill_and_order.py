@@ -138,9 +138,19 @@ def test_async_device_to_host_lands_only_at_synchronize(sim):
         ev.close()
 
 
-def test_staging_memory_is_released_after_synchronize(sim):
-    with asf.Device(0) as dev, dev.stream() as s, dev.malloc(64) as mem:
-        mem.copy_from(b"\x03" * 64, stream=s)
-        assert sim.live_handles().get("host_memory")  # staging buffer in flight
+def test_staging_buffers_are_reused_and_released_with_the_device(sim):
+    with asf.Device(0) as dev, dev.stream() as s, dev.malloc(1 << 16) as mem:
+        for size in (64, 100, 4096, 3000):  # one size class: the same two buffers serve all
+            data = bytes([size & 0xFF]) * size
+            mem.copy_from(data, stream=s)
+            out = bytearray(size)
+            mem.copy_to(out, stream=s, nbytes=size)
+            s.synchronize()
+            assert out == data
+        # the copy in and the copy out were in flight together: two buffers, each reused
+        assert len(sim.live_handles()["host_memory"]) == 2
+        assert sim.call_counts()["rt.malloc_host"] == 2
+        mem.copy_from(b"\x01" * 60000, stream=s)  # a larger size class
         s.synchronize()
-        assert "host_memory" not in sim.live_handles()
+        assert len(sim.live_handles()["host_memory"]) == 3
+    assert "host_memory" not in sim.live_handles()

@@ -8,6 +8,7 @@ import weakref
 import pytest
 
 import ascend_safe as asf
+from ascend_safe.memory import StagingMemory
 
 
 def test_unclosed_memory_warns_and_is_released(sim):
@@ -38,7 +39,9 @@ def test_in_flight_work_keeps_dropped_objects_alive_until_retired(sim):
             gc.collect()
         assert out == b"\x09" * 256
         assert asf.live_resources() == [dev]
-        assert set(sim.live_handles()) == {"device"}
+        staging = [r.ptr for r in asf.live_resources(internal=True) if isinstance(r, StagingMemory)]
+        assert sim.live_handles().get("host_memory") == staging  # pooled, freed with the device
+        assert set(sim.live_handles()) == {"device", "host_memory"}
     assert sim.violations() == []
 
 

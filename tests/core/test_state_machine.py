@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import ascend_safe as asf
 from ascend_safe import _runtime, sim
+from ascend_safe.memory import StagingMemory
 
 SIM_KIND = {
     asf.Device: "device",
@@ -22,13 +23,16 @@ SIM_KIND = {
     asf.DeviceMemory: "device_memory",
     asf.HostMemory: "host_memory",
     asf.DvppMemory: "dvpp_memory",
+    StagingMemory: "host_memory",
     asf.DataBuffer: "data_buffer",
 }
 
 
 def _library_view() -> dict[str, list[int]]:
     view: dict[str, list[int]] = {}
-    for r in asf.live_resources():
+    for r in asf.live_resources(internal=True):
+        if isinstance(r, asf.DefaultStream):
+            continue  # pyacl's own, not a handle the simulator lists
         kind = SIM_KIND[type(r)]
         if isinstance(r, asf.Device):
             key = r.id

@@ -1,0 +1,65 @@
+"""Reusable page-locked buffers for async copies of pageable host data.
+
+pyacl's ``memcpy_async`` needs pinned, 64-byte aligned host memory, and pinning is expensive,
+so each device session keeps a few staging buffers (in power-of-two size classes, at most
+:data:`MAX_POOLED_BYTES` idle) instead of allocating one per copy. A staging buffer is always
+wholly overwritten by the copy before any byte of it reaches the user, so it needs no fill.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .context import ContextOwner
+    from .memory import StagingMemory
+
+__all__ = ["MAX_POOLED_BYTES", "StagingPool"]
+
+#: Idle staging memory a device session keeps for reuse.
+MAX_POOLED_BYTES = 64 << 20
+_MIN_CLASS = 4096
+
+
+def _size_class(nbytes: int) -> int:
+    return max(_MIN_CLASS, 1 << (nbytes - 1).bit_length())
+
+
+class StagingPool:
+    """Idle staging buffers of one device session, by size class."""
+
+    __slots__ = ("_idle", "_idle_bytes", "_lock", "_owner")
+
+    def __init__(self, owner: ContextOwner) -> None:
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._idle: dict[int, list[StagingMemory]] = {}
+        self._idle_bytes = 0
+
+    def take(self, nbytes: int) -> StagingMemory:
+        """A staging buffer of at least *nbytes*, reused if one is idle."""
+        from .memory import UNINITIALIZED, StagingMemory
+
+        size = _size_class(nbytes)
+        with self._lock:
+            bucket = self._idle.get(size)
+            while bucket:
+                buffer = bucket.pop()
+                self._idle_bytes -= size
+                if not buffer.closed:  # a closing device may have freed it
+                    return buffer
+        return StagingMemory(self._owner, size, fill=UNINITIALIZED)
+
+    def give(self, buffer: StagingMemory) -> None:
+        """Take *buffer* back once the copy that used it is known complete."""
+        buffer._users.clear()  # its only user was that copy
+        if buffer.closed:
+            return
+        size = buffer.size
+        with self._lock:
+            if self._idle_bytes + size <= MAX_POOLED_BYTES:
+                self._idle.setdefault(size, []).append(buffer)
+                self._idle_bytes += size
+                return
+        buffer.close()
