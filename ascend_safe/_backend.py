@@ -145,18 +145,22 @@ def recent_error_message() -> str | None:
     return text if isinstance(text, str) and text else None
 
 
+def _usable(api: str) -> Callable[..., Any]:
+    """*api*'s function, refusing in a forked child of a process that used pyacl."""
+    state = _process.state
+    if state.forked_after_use:
+        raise ForkSafetyError(_process.FORK_ADVICE)
+    state.acl_used = True
+    return _functions.get(api) or function(api)
+
+
 def call(api: str, *args: Any, resource: object = None) -> Any:
     """Call pyacl's *api* and return its outputs, raising an ``AclError`` on failure.
 
     ``ret`` alone gives ``None``; ``(out, ret)`` gives ``out``; ``(a, b, ret)`` gives ``(a, b)``.
     *resource* names what the call was about, for the error message.
     """
-    state = _process.state
-    if state.forked_after_use:
-        raise ForkSafetyError(_process.FORK_ADVICE)
-    fn = _functions.get(api) or function(api)
-    state.acl_used = True
-    result = fn(*args)
+    result = _usable(api)(*args)
     if type(result) is int:
         if result:
             raise _error(result, api, resource)
@@ -171,12 +175,7 @@ def call(api: str, *args: Any, resource: object = None) -> Any:
 
 def call_value(api: str, *args: Any, resource: object = None) -> Any:
     """Call a bare-value API (no ``ret``); a ``0`` from a create call raises."""
-    state = _process.state
-    if state.forked_after_use:
-        raise ForkSafetyError(_process.FORK_ADVICE)
-    fn = _functions.get(api) or function(api)
-    state.acl_used = True
-    result = fn(*args)
+    result = _usable(api)(*args)
     if api in _VALUE_FAILS_ON_ZERO and not result:
         raise _error(VALUE_FAILURE_CODE, api, resource)
     return result

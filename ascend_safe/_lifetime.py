@@ -192,6 +192,13 @@ class Resource:
         )
 
     @property
+    def handle(self) -> int:
+        """The raw pyacl handle (an address for memory, the id for a device); raises once
+        closed, so a stale integer never escapes."""
+        handle: int = self._checked_handle()
+        return handle
+
+    @property
     def closed(self) -> bool:
         """True once the resource is released (or abandoned in a forked child)."""
         return self._state != _OPEN
@@ -233,14 +240,7 @@ class Resource:
     def _close_children(self) -> None:
         if _deferred:
             drain_deferred()
-        first_error: BaseException | None = None
-        for child in self._live_children():
-            try:
-                child.close()
-            except Exception as exc:
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
+        call_all([child.close for child in self._live_children()])
 
     def _live_children(self) -> list[Resource]:
         with _lock:
@@ -327,6 +327,18 @@ class Resource:
         except Exception:
             return f"<{type(self).__name__} (partially built)>"
         return f"<{type(self).__name__} #{self._serial}{details} {state}>"
+
+
+def call_all(calls: list[Callable[[], object]]) -> None:
+    """Run every call, then raise the first error any of them raised."""
+    first_error: Exception | None = None
+    for fn in calls:
+        try:
+            fn()
+        except Exception as exc:
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
 
 
 def drain_deferred() -> None:

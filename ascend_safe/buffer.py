@@ -47,12 +47,6 @@ class DataBuffer(Resource):
         return self._memory
 
     @property
-    def handle(self) -> int:
-        """The raw ``aclDataBuffer`` (raises once closed)."""
-        handle: int = self._checked_handle()
-        return handle
-
-    @property
     def ptr(self) -> int:
         """Address of the described memory."""
         self._checked_handle()

@@ -13,7 +13,7 @@ from ._lifetime import Resource
 if TYPE_CHECKING:
     from .device import Device
 
-__all__ = ["Context", "ContextOwner"]
+__all__ = ["Context", "ContextOwner", "InContext"]
 
 #: ``current`` is the serial of the owner whose context this thread last made current.
 _thread = threading.local()
@@ -60,6 +60,39 @@ class ContextOwner(Resource):
             _thread.current = 0
 
 
+class InContext(Resource):
+    """A resource created in a context: a device's default one, or an explicit Context."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: ContextOwner) -> None:
+        if not isinstance(owner, ContextOwner):
+            raise TypeError(
+                f"{type(self).__name__}() takes a Device or Context, not {type(owner).__name__}"
+            )
+        super().__init__(owner)
+        self._owner = owner
+
+    @property
+    def owner(self) -> ContextOwner:
+        """The device or context this resource was created in."""
+        return self._owner
+
+    @property
+    def device(self) -> Device:
+        """The device session this resource belongs to."""
+        return self._owner.device
+
+    def _use(self) -> Any:
+        """The live handle, with the owning context made current in this thread."""
+        handle = self._checked_handle()
+        self._owner.make_current()
+        return handle
+
+    def _describe(self) -> str:
+        return f" device={self._owner.device.id}"
+
+
 class Context(ContextOwner):
     """An explicit context on a device (``acl.rt.create_context``), destroyed at close."""
 
@@ -85,12 +118,6 @@ class Context(ContextOwner):
     @property
     def device(self) -> Device:
         return self._device
-
-    @property
-    def handle(self) -> int:
-        """The raw ``aclrtContext`` (raises once closed)."""
-        handle: int = self._checked_handle()
-        return handle
 
     def _release(self, handle: Any) -> None:
         _backend.call("rt.destroy_context", handle, resource=self)

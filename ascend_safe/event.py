@@ -5,32 +5,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _backend, _validate
-from ._lifetime import Resource
 from .constants import EventFlag, EventRecordedStatus, EventStatus
-from .context import ContextOwner
+from .context import ContextOwner, InContext
 from .stream import Stream
 
 if TYPE_CHECKING:
-    from .device import Device
+    pass
 
 __all__ = ["Event"]
 
 _OMITTED: Any = object()
 
 
-class Event(Resource):
+class Event(InContext):
     """A pyacl event (``acl.rt.create_event``, or ``create_event_with_flag`` given *flags*)."""
 
     kind = "event"
     teardown_rank = 1
-    __slots__ = ("_owner", "_recorded_on", "_recorded_seq")
+    __slots__ = ("_recorded_on", "_recorded_seq")
 
     def __init__(self, owner: ContextOwner, *, flags: EventFlag | int | None = None) -> None:
-        if not isinstance(owner, ContextOwner):
-            raise TypeError(f"Event() takes a Device or Context, not {type(owner).__name__}")
         mask = None if flags is None else _validate.flags(flags, EventFlag, "event flags")
         super().__init__(owner)
-        self._owner = owner
         self._recorded_on: Stream | None = None
         self._recorded_seq = 0
         self._construct(lambda: self._create(mask))
@@ -41,17 +37,6 @@ class Event(Resource):
             handle: int = _backend.call("rt.create_event", resource=self)
         else:
             handle = _backend.call("rt.create_event_with_flag", mask, resource=self)
-        return handle
-
-    @property
-    def device(self) -> Device:
-        """The device session the event belongs to."""
-        return self._owner.device
-
-    @property
-    def handle(self) -> int:
-        """The raw ``aclrtEvent`` (raises once closed)."""
-        handle: int = self._checked_handle()
         return handle
 
     def record(self, stream: Stream = _OMITTED) -> None:
@@ -70,27 +55,28 @@ class Event(Resource):
 
     def synchronize(self) -> None:
         """Block until the recorded work is done."""
-        handle = self._checked_handle()
-        self._owner.make_current()
+        handle = self._use()
         _backend.call("rt.synchronize_event", handle, resource=self)
-        stream = self._recorded_on
-        if stream is not None and not stream.closed:
-            stream._retire(self._recorded_seq)
+        self._retire_covered()
 
     def query(self) -> bool:
         """True if the recorded work is done (an event never recorded counts as done)."""
-        handle = self._checked_handle()
-        self._owner.make_current()
+        handle = self._use()
         if _backend.has("rt.query_event_status"):
             status = _backend.call("rt.query_event_status", handle, resource=self)
             done = bool(status == EventRecordedStatus.COMPLETE)
         else:
             status = _backend.call("rt.query_event", handle, resource=self)
             done = bool(status == EventStatus.COMPLETE)
-        stream = self._recorded_on
-        if done and stream is not None and not stream.closed:
-            stream._retire(self._recorded_seq)
+        if done:
+            self._retire_covered()
         return done
+
+    def _retire_covered(self) -> None:
+        """The recorded work is done: the stream can let go of what it kept for it."""
+        stream = self._recorded_on
+        if stream is not None and not stream.closed:
+            stream._retire(self._recorded_seq)
 
     def elapsed_time(self, end: Event) -> float:
         """Milliseconds from this event to *end*; both recorded, and *end* complete."""
@@ -110,5 +96,3 @@ class Event(Resource):
         _backend.call("rt.destroy_event", handle, resource=self)
         self._recorded_on = None
 
-    def _describe(self) -> str:
-        return f" device={self._owner.device.id}"

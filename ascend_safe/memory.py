@@ -10,15 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from . import _backend, _copy, _validate
-from ._lifetime import Resource
 from .constants import MallocPolicy
-from .context import ContextOwner
+from .context import ContextOwner, InContext
 from .stream import Stream
 
 if TYPE_CHECKING:
     import numpy
 
-    from .device import Device
 
 __all__ = ["UNINITIALIZED", "DeviceMemory", "DvppMemory", "Fill", "HostMemory", "Memory"]
 
@@ -48,7 +46,7 @@ UNINITIALIZED = _Uninitialized()
 Fill = Union[int, _Uninitialized]
 
 
-class Memory(Resource):
+class Memory(InContext):
     """Base of the memory kinds: allocation, fill, copies and the wait before free."""
 
     kind = "memory"
@@ -56,19 +54,14 @@ class Memory(Resource):
     #: Whether the memory lives on the device (for the copy direction).
     on_device: ClassVar[bool] = True
     _free_api: ClassVar[str]
-    __slots__ = ("_owner", "_size", "_users")
+    __slots__ = ("_size", "_users")
 
     def __init__(self, owner: ContextOwner, size: int, *, fill: Fill = 0, **alloc: Any) -> None:
-        if not isinstance(owner, ContextOwner):
-            raise TypeError(
-                f"{type(self).__name__}() takes a Device or Context, not {type(owner).__name__}"
-            )
         size = _validate.index(size, f"{type(self).__name__} size")
         if size <= 0:
             raise ValueError(f"{type(self).__name__} size must be > 0 bytes, got {size}")
         fill_byte = _check_fill(fill)
         super().__init__(owner)
-        self._owner = owner
         self._size = size
         self._users: dict[int, Stream] = {}
         self._construct(lambda: self._create(fill_byte, alloc))
@@ -113,16 +106,6 @@ class Memory(Resource):
 
     def __len__(self) -> int:
         return self._size
-
-    @property
-    def owner(self) -> ContextOwner:
-        """The device or context the memory was allocated in."""
-        return self._owner
-
-    @property
-    def device(self) -> Device:
-        """The device session the memory belongs to."""
-        return self._owner.device
 
     # -- data ---------------------------------------------------------------------------------
 

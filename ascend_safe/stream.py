@@ -13,9 +13,9 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from . import _backend, _validate
-from ._lifetime import Resource
+from ._lifetime import call_all
 from .constants import StreamFlag, StreamStatus
-from .context import ContextOwner
+from .context import ContextOwner, InContext
 
 if TYPE_CHECKING:
     from .device import Device
@@ -43,12 +43,12 @@ class _Submission(NamedTuple):
     on_retire: Callable[[], None] | None
 
 
-class Stream(Resource):
+class Stream(InContext):
     """A pyacl stream (``acl.rt.create_stream``): an ordered queue of device work."""
 
     kind = "stream"
     teardown_rank = 3
-    __slots__ = ("_lock", "_owner", "_pending", "_seq")
+    __slots__ = ("_lock", "_pending", "_seq")
 
     def __init__(
         self,
@@ -57,15 +57,13 @@ class Stream(Resource):
         priority: int | None = None,
         flags: StreamFlag | int = 0,
     ) -> None:
-        if not isinstance(owner, ContextOwner):
-            raise TypeError(f"Stream() takes a Device or Context, not {type(owner).__name__}")
         mask = _validate.flags(flags, StreamFlag, "stream flags")
         if priority is not None:
             priority = _validate.index(priority, "stream priority", minimum=0)
             if priority > 7:
                 raise ValueError(f"stream priority must be 0 (highest) to 7, got {priority}")
         super().__init__(owner)
-        self._init_queue(owner)
+        self._init_queue()
         self._construct(lambda: self._create(priority, mask))
 
     def _create(self, priority: int | None, mask: int) -> int:
@@ -78,27 +76,10 @@ class Stream(Resource):
             )
         return handle
 
-    def _init_queue(self, owner: ContextOwner) -> None:
-        self._owner = owner
+    def _init_queue(self) -> None:
         self._lock = threading.Lock()
         self._pending: list[_Submission] = []
         self._seq = 0
-
-    @property
-    def owner(self) -> ContextOwner:
-        """The device or context the stream belongs to."""
-        return self._owner
-
-    @property
-    def device(self) -> Device:
-        """The device session the stream belongs to."""
-        return self._owner.device
-
-    @property
-    def handle(self) -> int:
-        """The raw ``aclrtStream`` (raises once closed)."""
-        handle: int = self._checked_handle()
-        return handle
 
     @property
     def busy(self) -> bool:
@@ -115,8 +96,7 @@ class Stream(Resource):
         on_retire: Callable[[], None] | None = None,
     ) -> int:
         """Queue async *api* (the stream handle is appended); returns the submission number."""
-        handle = self._checked_handle()
-        self._owner.make_current()
+        handle = self._use()
         with self._lock:
             _backend.call(api, *args, handle, resource=self)
             self._seq += 1
@@ -141,15 +121,7 @@ class Stream(Resource):
                 while cut < len(pending) and pending[cut].seq <= through:
                     cut += 1
                 done, self._pending = pending[:cut], pending[cut:]
-        first_error: Exception | None = None
-        for item in done:
-            if item.on_retire is not None:
-                try:
-                    item.on_retire()
-                except Exception as exc:
-                    first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
+        call_all([item.on_retire for item in done if item.on_retire is not None])
 
     # -- waiting ------------------------------------------------------------------------------
 
@@ -181,8 +153,7 @@ class Stream(Resource):
 
     def query(self) -> bool:
         """True if all queued work is complete (never blocks)."""
-        handle = self._checked_handle()
-        self._owner.make_current()
+        handle = self._use()
         through = self._seq
         status = _backend.call("rt.stream_query", handle, resource=self)
         if status != StreamStatus.COMPLETE:
@@ -198,17 +169,12 @@ class Stream(Resource):
             raise TypeError(f"Stream.wait() takes an Event, not {type(event).__name__}")
         _validate.same_device(event, self, "wait for")
         event_handle = event._checked_handle()
-        handle = self._checked_handle()
-        self._owner.make_current()
+        handle = self._use()
         _backend.call("rt.stream_wait_event", handle, event_handle, resource=self)
 
     def _release(self, handle: Any) -> None:
         self._drain(handle, close_waits.timeout)
         _backend.call("rt.destroy_stream", handle, resource=self)
-
-    def _describe(self) -> str:
-        return f" device={self._owner.device.id}"
-
 
 class DefaultStream(Stream):
     """The default stream of a device's default context: explicit, and never closed by hand.
@@ -223,8 +189,8 @@ class DefaultStream(Stream):
     __slots__ = ()
 
     def __init__(self, device: Device) -> None:
-        Resource.__init__(self, device)
-        self._init_queue(device)
+        InContext.__init__(self, device)
+        self._init_queue()
         self._construct(lambda: 0)
 
     def close(self) -> None:
@@ -235,7 +201,7 @@ class DefaultStream(Stream):
 
     def _close_with_device(self) -> None:
         if not self.closed:
-            Resource.close(self)
+            Stream.close(self)
 
     def _release(self, handle: Any) -> None:
         if self._pending:
