@@ -4,12 +4,12 @@ in agreement and never produce a violation."""
 from __future__ import annotations
 
 import gc
-import threading
 import warnings
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from threadhop import in_other_thread
 
 import ascend_safe as asf
 from ascend_safe import _runtime, sim
@@ -43,23 +43,6 @@ def _library_view() -> dict[str, list[int]]:
         view.setdefault(kind, []).append(key)
     # several sessions on one device share pyacl's per-device state
     return {k: sorted(set(v)) if k == "device" else sorted(v) for k, v in view.items()}
-
-
-def _hop(fn):
-    """Run *fn* in another thread and re-raise what it raised."""
-    box: list[BaseException] = []
-
-    def run():
-        try:
-            fn()
-        except BaseException as exc:
-            box.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if box:
-        raise box[0]
 
 
 class Lifetimes(RuleBasedStateMachine):
@@ -123,7 +106,7 @@ class Lifetimes(RuleBasedStateMachine):
                 out = bytearray(mem.to_bytes(len(payload)))
             assert bytes(out) == payload
 
-        _hop(go) if hop else go()
+        in_other_thread(go) if hop else go()
 
     @precondition(lambda self: self._open(asf.Event))
     @rule(data=st.data())
@@ -141,7 +124,7 @@ class Lifetimes(RuleBasedStateMachine):
     @rule(data=st.data(), hop=st.booleans())
     def close_one(self, data, hop):
         obj = data.draw(st.sampled_from([o for o in self.objects if not o.closed]))
-        _hop(obj.close) if hop else obj.close()
+        in_other_thread(obj.close) if hop else obj.close()
         assert obj.closed
 
     @precondition(lambda self: self.objects)

@@ -5,23 +5,9 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from threadhop import in_other_thread
+
 import ascend_safe as asf
-
-
-def _in_thread(fn):
-    errors = []
-
-    def run():
-        try:
-            fn()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if errors:
-        raise errors[0]
 
 
 def test_create_in_one_thread_use_and_close_in_another(sim):
@@ -36,11 +22,11 @@ def test_create_in_one_thread_use_and_close_in_another(sim):
             s.close()
             mem.close()
 
-        _in_thread(use)
+        in_other_thread(use)
         assert s.closed and mem.closed
         d2 = dev.malloc(8)
-        _in_thread(d2.close)
-        _in_thread(ctx.close)
+        in_other_thread(d2.close)
+        in_other_thread(ctx.close)
     assert sim.violations() == []
 
 
