@@ -53,6 +53,11 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"verified {checked}/{args.batches} batches in {elapsed * 1000:.1f} ms wall time")
     for stage, ms in timings.items():
         print(f"  {stage:<12} {ms:8.2f} ms (device time summed over batches, from events)")
+    busy = sum(timings.values())
+    print(
+        f"streams overlapped: {busy:.1f} ms of device time in {elapsed * 1000:.1f} ms of wall "
+        f"time ({busy / (elapsed * 1000):.1f}x)"
+    )
     print(f"device memory after the run: {free} free of {total} bytes")
     print("leak report:", asf.leak_report())
     return 0 if checked == args.batches and not asf.live_resources() else 1
