@@ -117,8 +117,15 @@ class _Lane:
 def _doctor(args: argparse.Namespace) -> int:
     import ascend_safe as asf
 
+    from . import _backend, slots
+
     print(f"ascend_safe {asf.__version__}, Python {sys.version.split()[0]}")
     print(f"backend: {asf.backend_name()}")
+    soc = _backend.call_value("get_soc_name")
+    print(f"SoC: {soc or 'unknown'}; virtual machine: {'yes' if slots.detect_vm() else 'no'}")
+    print(f"processes allowed per device: {slots.process_limit(soc)}")
+    print(f"process slot files: {slots.slot_dir()}")
+    print(f"fork policy: {asf.get_fork_policy()}")
     path = "/proc/sys/vm/enable_oom_killer"
     try:
         with open(path) as fh:

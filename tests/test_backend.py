@@ -100,3 +100,17 @@ def test_demo_runs_and_ends_with_an_empty_leak_report():
     assert "verified 12/12 batches" in proc.stdout
     assert proc.stdout.rstrip().endswith("leak report: 0 live resources")
     assert proc.stderr == ""
+
+
+def test_doctor_reports_the_environment():
+    proc = subprocess.run(
+        [sys.executable, "-m", "ascend_safe", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, ASCEND_SAFE_BACKEND="sim", ASCEND_SAFE_MAX_PROCS="7"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "backend: sim" in proc.stdout
+    assert "processes allowed per device: 7" in proc.stdout
+    assert "enable_oom_killer" in proc.stdout
