@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from . import _backend, _validate
 from . import memory as _memory  # a cycle: used only at call time, once both are loaded
 from .constants import MemcpyKind
+from .errors import ResourceClosedError
 
 if TYPE_CHECKING:
     from .memory import Memory, StagingMemory
@@ -156,14 +157,19 @@ def _copy_async(
     keepalive: tuple[object, ...] = (dst.keep, src.keep)
     staging: StagingMemory | None = None
     pool = stream.device.staging
+    if src.memory is None or dst.memory is None:
+        try:
+            staging = pool.take(nbytes)
+        except ResourceClosedError as exc:
+            raise ResourceClosedError(f"cannot start an async copy on {stream!r}: {exc}") from None
     if src.memory is None:  # pageable host -> device: stage through pinned memory now
-        staging = pool.take(nbytes)
+        assert staging is not None
         ctypes.memmove(staging.ptr, src_addr, nbytes)
         src_addr = staging.ptr
         keepalive += (staging,)
         on_retire = functools.partial(pool.give, staging)
     elif dst.memory is None:  # device -> pageable host: land in pinned memory, copy out later
-        staging = pool.take(nbytes)
+        assert staging is not None
         target = dst_addr
         final = staging
 
@@ -175,6 +181,9 @@ def _copy_async(
         on_retire = _deliver
         dst_addr = staging.ptr
     dst_max = nbytes if dst.memory is None else dst.nbytes - dst_offset
+    users = [*memories, staging] if staging is not None else memories
+    for m in users:  # before the submit: a close from now on waits for this stream
+        m._users[stream._serial] = stream
     try:
         stream._submit(
             "rt.memcpy_async", dst_addr, dst_max, src_addr, nbytes, kind,
@@ -184,10 +193,6 @@ def _copy_async(
         if staging is not None:
             pool.give(staging)
         raise
-    for m in memories:
-        m._users[stream._serial] = stream
-    if staging is not None:
-        staging._users[stream._serial] = stream
 
 
 def remaining(end: Endpoint, offset: int, role: str) -> int:

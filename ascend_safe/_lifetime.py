@@ -15,6 +15,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 import traceback
 import warnings
 import weakref
@@ -28,6 +29,7 @@ from .errors import ForkSafetyError, ResourceClosedError
 __all__ = ["CallTracker", "Resource", "drain_deferred", "leak_report", "live_resources", "tracking"]
 
 _UNBORN, _OPEN, _CLOSING, _CLOSED, _ABANDONED = range(5)
+_NOTHING: Any = object()
 _STATE_NAMES = ("unborn", "open", "closing", "closed", "abandoned")
 
 _lock = threading.RLock()
@@ -76,6 +78,9 @@ class _Flags:
 
     #: Set once exit teardown has run: every remaining finalizer does nothing.
     disarmed = False
+    #: Bound (seconds) on every wait inside close paths; None (wait as needed) until exit
+    #: teardown sets it.
+    close_timeout: float | None = None
 
 
 flags = _Flags()
@@ -115,7 +120,7 @@ class Resource:
         self._pid = _process.state.pid
         self._serial = next(_serials)
         self._children: dict[int, weakref.ref[Resource]] = {}
-        self._building = 0
+        self._building: dict[int, int] = {}  # thread id -> children that thread is building
         self._closer = 0
         self._site: traceback.StackSummary | None = None
         self._trackers: tuple[CallTracker, ...] = ()
@@ -130,20 +135,27 @@ class Resource:
         a child is either opened in time to be closed with its parent, or refused.
         """
         parent = self._parent
+        me = threading.get_ident()
         if parent is not None:
             with _lock:
                 if parent._state != _OPEN or parent._pid != _process.state.pid:
                     parent._refuse_child(self)
-                parent._building += 1
+                parent._building[me] = parent._building.get(me, 0) + 1
+        handle: Any = _NOTHING
         try:
             handle = create()
+            self._open(handle)
         except BaseException:
-            if parent is not None:
-                with _lock:
-                    parent._building -= 1
-                    _state_changed.notify_all()
+            if self._state != _OPEN:  # interrupted before it opened: undo, then let go
+                if handle is not _NOTHING:
+                    try:
+                        self._release(handle)
+                    except Exception:
+                        pass
+                if parent is not None:
+                    with _lock:
+                        parent._done_building(me)
             raise
-        self._open(handle)
 
     def _refuse_child(self, child: Resource) -> NoReturn:
         try:
@@ -168,8 +180,16 @@ class Resource:
             _registry[self._serial] = ref
             if parent is not None:
                 parent._children[self._serial] = ref
-                parent._building -= 1
-                _state_changed.notify_all()
+                parent._done_building(threading.get_ident())
+
+    def _done_building(self, thread: int) -> None:
+        """A child this *thread* was building is open or gone (call under the lock)."""
+        left = self._building[thread] - 1
+        if left:
+            self._building[thread] = left
+        else:
+            del self._building[thread]
+        _state_changed.notify_all()
 
     # -- use ----------------------------------------------------------------------------------
 
@@ -222,10 +242,20 @@ class Resource:
             if _process.state.is_foreign(self._pid):
                 self._abandon()
                 return
+            if me in self._building:
+                raise RuntimeError(
+                    f"cannot close {self!r} while this thread is creating a "
+                    "resource on it (from a signal handler?); close it after that returns"
+                )
             self._state = _CLOSING
             self._closer = me
-            while self._building:  # children under construction: they open, or fail, first
-                _state_changed.wait()
+            if not self._wait_for_builders():
+                self._state = _OPEN
+                self._closer = 0
+                _state_changed.notify_all()
+                raise TimeoutError(
+                    f"cannot close {self!r}: another thread is still creating a resource on it"
+                )
         try:
             self._close_children()
             self._release(self._handle)
@@ -236,6 +266,18 @@ class Resource:
                 _state_changed.notify_all()
             raise
         self._mark_closed(_CLOSED)
+
+    def _wait_for_builders(self) -> bool:
+        """Let children under construction open (or fail) first; False if that takes longer
+        than the close-path bound (call under the lock)."""
+        timeout = flags.close_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._building:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            _state_changed.wait(left)
+        return True
 
     def _close_children(self) -> None:
         if _deferred:
@@ -327,6 +369,16 @@ class Resource:
         except Exception:
             return f"<{type(self).__name__} (partially built)>"
         return f"<{type(self).__name__} #{self._serial}{details} {state}>"
+
+
+def _new_locks_in_child() -> None:
+    """In a forked child: the parent's lock may be held by a thread that is not here."""
+    global _lock, _state_changed
+    _lock = threading.RLock()
+    _state_changed = threading.Condition(_lock)
+
+
+_process.on_fork_child(_new_locks_in_child)
 
 
 def call_all(calls: list[Callable[[], object]]) -> None:

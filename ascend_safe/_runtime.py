@@ -73,14 +73,14 @@ def _exit_timeout() -> float:
 
 def exit_teardown() -> None:
     """Synchronize, destroy everything in dependency order, reset devices, finalize if owned."""
-    from .stream import busy_streams, close_waits
+    from .stream import busy_streams
 
     if _lifetime.flags.disarmed:
         return
     if _process.state.forked_after_use or (_init.pid and _process.state.is_foreign(_init.pid)):
         _lifetime.flags.disarmed = True  # a forked child: everything here is the parent's
         return
-    close_waits.timeout = _exit_timeout()
+    _lifetime.flags.close_timeout = _exit_timeout()
     try:
         _lifetime.drain_deferred()
         left = _lifetime.live_resources()
@@ -90,8 +90,8 @@ def exit_teardown() -> None:
                 _lifetime.leak_report(left),
             )
         for stream in busy_streams():  # default streams included
-            if not _quietly(stream.synchronize, close_waits.timeout):
-                close_waits.timeout = 0.0  # stuck: from now on close paths only poll
+            if not _quietly(stream.synchronize, _lifetime.flags.close_timeout):
+                _lifetime.flags.close_timeout = 0.0  # stuck: from now on close paths only poll
         for root in _lifetime.roots():
             _quietly(root.close)
         stuck = _lifetime.roots()

@@ -22,7 +22,13 @@ MAX_POOLED_BYTES = 64 << 20
 _MIN_CLASS = 4096
 
 
+_LARGE = 1 << 20
+
+
 def _size_class(nbytes: int) -> int:
+    """Powers of two up to 1 MiB; above that, whole MiBs (no doubling of large copies)."""
+    if nbytes > _LARGE:
+        return -(-nbytes // _LARGE) * _LARGE
     return max(_MIN_CLASS, 1 << (nbytes - 1).bit_length())
 
 
@@ -58,7 +64,7 @@ class StagingPool:
             return
         size = buffer.size
         with self._lock:
-            if self._idle_bytes + size <= MAX_POOLED_BYTES:
+            if size <= MAX_POOLED_BYTES // 4 and self._idle_bytes + size <= MAX_POOLED_BYTES:
                 self._idle.setdefault(size, []).append(buffer)
                 self._idle_bytes += size
                 return

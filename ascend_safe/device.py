@@ -84,11 +84,11 @@ class Device(ContextOwner):
             raise ValueError(f"slot_timeout must be >= 0 seconds or None, got {slot_timeout!r}")
         self._id = device_id
         super().__init__(None)
+        self._staging = StagingPool(self)
         self._construct(lambda: self._create(slot_timeout))
         from .stream import DefaultStream
 
         self._default_stream = DefaultStream(self)
-        self._staging = StagingPool(self)
 
     def _create(self, slot_timeout: float | None) -> int:
         device_id = self._id
@@ -186,7 +186,9 @@ class Device(ContextOwner):
         return DvppMemory(self, size, fill=fill)
 
     def _release(self, handle: Any) -> None:
-        self._default_stream._close_with_device()
+        default_stream = getattr(self, "_default_stream", None)  # None if still being built
+        if default_stream is not None:
+            default_stream._close_with_device()
         _backend.call("rt.reset_device", handle, resource=self)
         self._forget_current()
         _slot_table.give(self._id)

@@ -184,18 +184,18 @@ class Memory(InContext):
             _backend.call("rt.memset", ptr, self._size, byte, self._size, resource=self)
             return
         _validate.same_device(self, stream_obj, "fill on")
-        stream_obj._submit("rt.memset_async", ptr, self._size, byte, self._size, keepalive=(self,))
         self._users[stream_obj._serial] = stream_obj
+        stream_obj._submit("rt.memset_async", ptr, self._size, byte, self._size, keepalive=(self,))
 
     # -- lifetime -----------------------------------------------------------------------------
 
     def _wait_idle(self) -> None:
         """Synchronize the streams that still have queued work on this memory."""
         users = self._users
-        for key in list(users):  # one by one: a copy on another thread may add a user meanwhile
-            stream = users.pop(key, None)
-            if stream is not None:
-                stream._drain_if_busy()
+        for key, stream in list(users.items()):
+            stream._drain_if_busy()  # if this raises, the stream stays listed for a retry
+            if not stream.busy:  # a copy on another thread may have queued more meanwhile
+                users.pop(key, None)
 
     def _release(self, handle: Any) -> None:
         self._wait_idle()

@@ -8,11 +8,12 @@ consult, so it is kept exact and cheap.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from . import _backend, _validate
+from . import _backend, _lifetime, _validate
 from ._lifetime import call_all
 from .constants import StreamFlag, StreamStatus
 from .context import ContextOwner, InContext
@@ -23,15 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DefaultStream", "Stream", "busy_streams", "retire_device"]
 
-
-
-class _CloseWaits:
-    """How long close paths wait for a stream to drain (bounded during exit teardown)."""
-
-    timeout: float | None = None
-
-
-close_waits = _CloseWaits()
 
 #: serial -> stream, for every stream with submissions not yet known complete.
 _busy: dict[int, Stream] = {}
@@ -102,10 +94,14 @@ class Stream(InContext):
             self._seq += 1
             seq = self._seq
             if keepalive or on_retire is not None:
-                if not self._pending:
-                    _busy[self._serial] = self
-                self._pending.append(_Submission(seq, keepalive, on_retire))
+                self._track(_Submission(seq, keepalive, on_retire))
             return seq
+
+    def _track(self, submission: _Submission) -> None:
+        """Remember *submission* until it is known complete (call under the stream lock)."""
+        if not self._pending:
+            _busy[self._serial] = self
+        self._pending.append(submission)
 
     def _retire(self, through: int | None = None) -> None:
         """Forget submissions up to *through* (all if None): they are known complete."""
@@ -149,7 +145,7 @@ class Stream(InContext):
         """Drain if work is pending: before memory it may use is touched or freed (the wait is
         bounded during exit teardown)."""
         if self._pending and not self.closed:
-            self._drain(self._checked_handle(), close_waits.timeout)
+            self._drain(self._checked_handle(), _lifetime.flags.close_timeout)
 
     def query(self) -> bool:
         """True if all queued work is complete (never blocks)."""
@@ -170,10 +166,16 @@ class Stream(InContext):
         _validate.same_device(event, self, "wait for")
         event_handle = event._checked_handle()
         handle = self._use()
-        _backend.call("rt.stream_wait_event", handle, event_handle, resource=self)
+        with self._lock:
+            _backend.call("rt.stream_wait_event", handle, event_handle, resource=self)
+            source, through = event._recorded_on, event._recorded_seq
+            if source is not None and source is not self:
+                # once this stream is known past the wait, so is the source up to the event
+                self._seq += 1
+                self._track(_Submission(self._seq, (), functools.partial(source._retire, through)))
 
     def _release(self, handle: Any) -> None:
-        self._drain(handle, close_waits.timeout)
+        self._drain(handle, _lifetime.flags.close_timeout)
         _backend.call("rt.destroy_stream", handle, resource=self)
 
 class DefaultStream(Stream):
@@ -205,7 +207,7 @@ class DefaultStream(Stream):
 
     def _release(self, handle: Any) -> None:
         if self._pending:
-            self._drain(handle, close_waits.timeout)
+            self._drain(handle, _lifetime.flags.close_timeout)
 
 
 def busy_streams() -> list[Stream]:

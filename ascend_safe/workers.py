@@ -127,7 +127,7 @@ def _session(device_id: int) -> Device:
     with _lock:
         dev = _here.sessions.get(device_id)
         if dev is None or dev.closed:
-            if not _here.sessions:  # first session: close them before the exit leak report
+            if close_worker_sessions not in _backend.exit_hooks:  # before the exit leak report
                 _backend.exit_hooks.insert(0, close_worker_sessions)
             dev = _here.sessions[device_id] = Device(device_id)
     return dev
@@ -239,8 +239,7 @@ def worker_pool(
     workers: int, devices: Sequence[int] = (0,)
 ) -> concurrent.futures.ProcessPoolExecutor:
     """A spawn-based ``ProcessPoolExecutor`` whose workers each hold a session on one of
-    *devices*, assigned round-robin. Submit from a long-lived thread: the kernel's parent-death
-    signal follows the thread that started the worker."""
+    *devices*, assigned round-robin, and die with this process."""
     ctx, initargs = _pool_args(workers, devices)
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_pool_initializer, initargs=initargs

@@ -142,3 +142,136 @@ def test_bad_fork_policy_variable_is_named():
     proc = _run("import ascend_safe", ASCEND_SAFE_FORK_POLICY="sometimes")
     assert proc.returncode != 0
     assert "ASCEND_SAFE_FORK_POLICY='sometimes' is not valid" in proc.stderr
+
+
+def test_waiting_through_another_stream_delivers_host_copies(sim):
+    sim.configure(async_delay=0.01)
+    with asf.Device(0) as dev, dev.stream() as s1, dev.stream() as s2, dev.malloc(64) as mem:
+        out = bytearray(64)
+        mem.fill(0x41, stream=s1)
+        mem.copy_to(out, stream=s1)  # lands in a pinned buffer, then in `out`
+        done_on_s1 = dev.event()
+        done_on_s1.record(s1)
+        s2.wait(done_on_s1)
+        s2.synchronize()  # s2 is past the wait, so s1 is past the copy
+        assert out == b"\x41" * 64
+        done_on_s1.close()
+
+
+def test_failed_close_keeps_waiting_for_the_stream_on_retry(sim):
+    sim.configure(async_delay=0.05)
+    with asf.Device(0) as dev, dev.stream() as s:
+        mem = dev.malloc(64)
+        mem.fill(1, stream=s)
+        sim.inject_fault("rt.synchronize_stream", 507000)
+        with pytest.raises(asf.AclError):
+            mem.close()
+        assert not mem.closed
+        mem.close()  # retried: still synchronizes the stream before the free
+    assert [v.kind for v in sim.violations()] == []
+
+
+def test_close_from_inside_a_creation_on_the_same_thread_is_refused(sim):
+    import signal
+
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("needs setitimer")
+    sim.configure(call_latency=0.05)
+    dev = asf.Device(0)
+    seen: list[BaseException] = []
+
+    def handler(signum, frame):
+        try:
+            dev.close()
+        except RuntimeError as exc:
+            seen.append(exc)
+            raise
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        with pytest.raises(RuntimeError, match="signal handler"):
+            dev.malloc(64)  # the alarm fires while the allocation is in pyacl
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert seen
+    sim.configure(call_latency=0.0)
+    assert asf.live_resources() == [dev]  # the interrupted allocation was undone
+    dev.close()
+    assert sim.live_handles() == {}
+
+
+def test_large_staging_buffers_are_not_doubled(sim):
+    size = (5 << 20) + 12345
+    with asf.Device(0) as dev, dev.stream() as s, dev.malloc(size) as mem:
+        mem.copy_from(bytes(size), stream=s)
+        staging = [r for r in asf.live_resources(internal=True) if r.kind == "staging memory"]
+        assert [r.size for r in staging] == [6 << 20]
+        s.synchronize()
+
+
+def test_fork_while_another_thread_works_never_hangs_the_child(sim):
+    import os
+    import time
+
+    stop = threading.Event()
+    with asf.Device(0) as dev:
+
+        def churn():
+            while not stop.is_set():
+                with dev.event():
+                    pass
+
+        worker = threading.Thread(target=churn)
+        worker.start()
+        try:
+            hung = 0
+            for _ in range(40):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+                if pid == 0:
+                    dev.close()  # abandons the parent's objects: must not wait for any lock
+                    os._exit(0)
+                deadline = time.monotonic() + 5
+                while True:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        assert os.waitstatus_to_exitcode(status) == 0
+                        break
+                    if time.monotonic() > deadline:
+                        os.kill(pid, 9)
+                        os.waitpid(pid, 0)
+                        hung += 1
+                        break
+                    time.sleep(0.005)
+            assert hung == 0
+        finally:
+            stop.set()
+            worker.join()
+
+
+def test_exit_does_not_wait_forever_for_a_blocked_allocation():
+    import time
+
+    start = time.monotonic()
+    proc = _run(
+        """
+        import threading, time
+        import ascend_safe as asf
+        from ascend_safe import sim
+        sim.configure(run_mode=0, memory_per_device=1 << 20, rc_malloc_timeout=60)
+        dev = asf.Device(0)
+        first = dev.malloc(1 << 19)
+        def blocked():
+            dev.malloc(1 << 20)  # RC mode: waits for memory that never comes
+        threading.Thread(target=blocked, daemon=True).start()
+        time.sleep(0.2)
+        print("exiting", flush=True)
+        """,
+        ASCEND_SAFE_EXIT_TIMEOUT="0.5",
+    )
+    assert time.monotonic() - start < 30  # not the simulator's 60 s malloc timeout
+    assert proc.stdout.strip() == "exiting"
+    assert "still creating a resource" in proc.stderr
