@@ -17,6 +17,7 @@ from .constants import MemcpyKind
 from .errors import ResourceClosedError
 
 if TYPE_CHECKING:
+    from ._staging import StagingPool
     from .memory import Memory, StagingMemory
     from .stream import Stream
 
@@ -107,15 +108,10 @@ def copy(
         )
     memories = [m for m in (dst.memory, src.memory) if m is not None]
     if len(memories) == 2 and dst.on_device and src.on_device:
-        ids = (memories[0].device.id, memories[1].device.id)
-        if ids[0] != ids[1]:
-            raise ValueError(
-                f"cannot copy between devices {ids[1]} and {ids[0]} directly; copy through "
-                "host memory"
-            )
+        _validate.same_device(memories[1], memories[0], "copy")
     if stream is not None:
         for m in memories:
-            _validate.same_device(m, stream, "copy on")
+            _validate.same_device(m, stream, "copy on a stream")
     if nbytes == 0:
         return
     dst_addr = dst.addr + dst_offset
@@ -157,19 +153,14 @@ def _copy_async(
     keepalive: tuple[object, ...] = (dst.keep, src.keep)
     staging: StagingMemory | None = None
     pool = stream.device.staging
-    if src.memory is None or dst.memory is None:
-        try:
-            staging = pool.take(nbytes)
-        except ResourceClosedError as exc:
-            raise ResourceClosedError(f"cannot start an async copy on {stream!r}: {exc}") from None
     if src.memory is None:  # pageable host -> device: stage through pinned memory now
-        assert staging is not None
+        staging = _take_staging(pool, nbytes, stream)
         ctypes.memmove(staging.ptr, src_addr, nbytes)
         src_addr = staging.ptr
         keepalive += (staging,)
         on_retire = functools.partial(pool.give, staging)
     elif dst.memory is None:  # device -> pageable host: land in pinned memory, copy out later
-        assert staging is not None
+        staging = _take_staging(pool, nbytes, stream)
         target = dst_addr
         final = staging
 
@@ -193,6 +184,13 @@ def _copy_async(
         if staging is not None:
             pool.give(staging)
         raise
+
+
+def _take_staging(pool: StagingPool, nbytes: int, stream: Stream) -> StagingMemory:
+    try:
+        return pool.take(nbytes)
+    except ResourceClosedError as exc:
+        raise ResourceClosedError(f"cannot start an async copy on {stream!r}: {exc}") from None
 
 
 def remaining(end: Endpoint, offset: int, role: str) -> int:

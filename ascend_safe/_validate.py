@@ -41,12 +41,12 @@ class _OnDevice(Protocol):
 
 
 def same_device(first: _OnDevice, second: _OnDevice, action: str) -> None:
-    """Refuse to *action* between resources of two different devices."""
+    """Refuse to *action* across two devices (say which resources and which devices)."""
     a, b = first.device.id, second.device.id
     if a != b:
         raise ValueError(
-            f"cannot {action} {second!r} with {first!r}: one is on device {b}, the other on "
-            f"device {a}; use resources of one device"
+            f"cannot {action} across devices: {first!r} is on device {a}, {second!r} on "
+            f"device {b}; use resources of one device"
         )
 
 

@@ -49,7 +49,7 @@ class Event(InContext):
                 f"Event.record() takes a Stream, not {type(stream).__name__}; omit the argument "
                 "to record on the device's default stream"
             )
-        _validate.same_device(self, stream, "record on")
+        _validate.same_device(self, stream, "record an event")
         self._recorded_seq = stream._submit("rt.record_event", handle)
         self._recorded_on = stream
 

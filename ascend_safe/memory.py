@@ -183,7 +183,7 @@ class Memory(InContext):
             self._owner.make_current()
             _backend.call("rt.memset", ptr, self._size, byte, self._size, resource=self)
             return
-        _validate.same_device(self, stream_obj, "fill on")
+        _validate.same_device(self, stream_obj, "fill on a stream")
         self._users[stream_obj._serial] = stream_obj
         stream_obj._submit("rt.memset_async", ptr, self._size, byte, self._size, keepalive=(self,))
 

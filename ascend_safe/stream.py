@@ -163,7 +163,7 @@ class Stream(InContext):
 
         if not isinstance(event, Event):
             raise TypeError(f"Stream.wait() takes an Event, not {type(event).__name__}")
-        _validate.same_device(event, self, "wait for")
+        _validate.same_device(self, event, "wait for an event")
         event_handle = event._checked_handle()
         handle = self._use()
         with self._lock:
