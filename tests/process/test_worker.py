@@ -109,24 +109,34 @@ def test_worker_argument_validation():
         asf.current_device()
 
 
-def test_workers_die_with_their_parent(tmp_path):
+def _parent_script(tmp_path, main_body: str):
+    """A program that uses pool_tasks from a pool; *main_body* runs under the main guard."""
     script = tmp_path / "parent.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import os, sys, time
-            sys.path.insert(0, {os.path.dirname(pool_tasks.__file__)!r})
-            os.environ["ASCEND_SAFE_BACKEND"] = "sim"
-            import ascend_safe as asf
-            import pool_tasks
-            if __name__ == "__main__":
-                pool = asf.worker_pool(workers=3, devices=[0, 1])
-                futures = [pool.submit(pool_tasks.round_trip, b"z" * 64) for _ in range(12)]
-                pids = {{f.result()[0] for f in futures}}
-                print(" ".join(map(str, sorted(pids))), flush=True)
-                time.sleep(60)
-            """
-        )
+    prelude = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {os.path.dirname(pool_tasks.__file__)!r})
+        os.environ["ASCEND_SAFE_BACKEND"] = "sim"
+        import ascend_safe as asf
+        import pool_tasks
+        if __name__ == "__main__":
+        """
+    )
+    script.write_text(prelude + textwrap.indent(textwrap.dedent(main_body), "    "))
+    return script
+
+
+def test_workers_die_with_their_parent(tmp_path):
+    script = _parent_script(
+        tmp_path,
+        """
+        import time
+        pool = asf.worker_pool(workers=3, devices=[0, 1])
+        futures = [pool.submit(pool_tasks.round_trip, b"z" * 64) for _ in range(12)]
+        pids = {f.result()[0] for f in futures}
+        print(" ".join(map(str, sorted(pids))), flush=True)
+        time.sleep(60)
+        """,
     )
     parent = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, text=True
@@ -175,20 +185,12 @@ def test_concurrent_calls_in_one_worker_do_not_close_each_other(sim):
 
 
 def test_pool_workers_exit_quietly(tmp_path):
-    script = tmp_path / "parent.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import os, sys
-            sys.path.insert(0, {os.path.dirname(pool_tasks.__file__)!r})
-            os.environ["ASCEND_SAFE_BACKEND"] = "sim"
-            import ascend_safe as asf
-            import pool_tasks
-            if __name__ == "__main__":
-                with asf.worker_pool(workers=2, devices=[0, 1]) as pool:
-                    print(len(list(pool.map(pool_tasks.round_trip, [b"a" * 64] * 6))))
-            """
-        )
+    script = _parent_script(
+        tmp_path,
+        """
+        with asf.worker_pool(workers=2, devices=[0, 1]) as pool:
+            print(len(list(pool.map(pool_tasks.round_trip, [b"a" * 64] * 6))))
+        """,
     )
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120
