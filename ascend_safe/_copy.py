@@ -152,7 +152,7 @@ def _copy_async(
     on_retire: Any = None
     keepalive: tuple[object, ...] = (dst.keep, src.keep)
     staging: StagingMemory | None = None
-    pool = stream.device.staging
+    pool = stream.device._staging  # the session's pinned buffers
     if src.memory is None:  # pageable host -> device: stage through pinned memory now
         staging = _take_staging(pool, nbytes, stream)
         ctypes.memmove(staging.ptr, src_addr, nbytes)

@@ -123,11 +123,6 @@ class Device(ContextOwner):
         return self
 
     @property
-    def staging(self) -> StagingPool:
-        """Pinned buffers that async copies of pageable host data go through (internal)."""
-        return self._staging
-
-    @property
     def default_stream(self) -> DefaultStream:
         """The default stream of this device's default context, as an explicit object."""
         self._checked_handle()
