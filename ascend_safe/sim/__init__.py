@@ -5,6 +5,12 @@ move, streams run asynchronously, and misuse is recorded as :class:`Violation` r
 uses the standard library (numpy is imported lazily by ``acl.util`` numpy helpers) and never
 imports the rest of ``ascend_safe``. Full documentation: ``docs/simulator.md``.
 
+Layout, split by domain like pyACL's own source: ``_core`` (handles, dispatch, violations,
+faults), ``_stream`` (streams and events), ``_context``, ``_memory`` (over ``_alloc``'s address
+ranges), ``_buffer`` (data buffers), ``_process`` (process-creation hook, hibernation) and
+``_runtime`` (init, devices, teardown), which composes them into :class:`Simulator`; ``_api``
+builds the ``acl`` module tree.
+
 Module tree: ``acl`` (init, finalize, finalize_reference, get_version, get_soc_name,
 get_recent_err_msg, get_cann_version, data buffers), ``acl.rt`` (device, context, stream, event,
 memory), ``acl.media`` (dvpp_malloc, dvpp_free), ``acl.util`` (numpy/bytes pointer helpers),
@@ -48,7 +54,8 @@ from typing import Any, Optional
 
 from . import _config
 from ._api import SPECS, build_modules
-from ._core import Simulator, Violation
+from ._core import Violation
+from ._runtime import Simulator
 
 __all__ = [
     "Violation",

@@ -7,8 +7,9 @@ import types
 import warnings
 from typing import Any, Callable, Optional
 
-from ._core import ApiSpec, Simulator
-from ._memory import is_device_address
+from ._alloc import is_device_address
+from ._core import ApiSpec
+from ._runtime import Simulator
 
 __all__ = ["SPECS", "build_modules"]
 

@@ -1,130 +1,274 @@
-"""Simulated memory: the device address range, allocations with real backing bytes, lookup."""
+"""Device, host and DVPP memory: allocate, free, copy, set, report (pyACL ``rt_memory.cpp``).
+
+pyACL: ``rt/rt_memory.cpp``.
+"""
 
 from __future__ import annotations
 
-import bisect
 import ctypes
 from typing import Optional
 
-__all__ = [
-    "DEVICE_BASE",
-    "DEVICE_END",
-    "DVPP_OFFSET",
-    "GUARD",
-    "PATTERN",
-    "REGION",
-    "Alloc",
-    "RangeMap",
-    "is_device_address",
-    "round_size",
-]
+from ._alloc import GUARD, Alloc, is_device_address, round_size
+from ._codes import (
+    INVALID_PARAM,
+    RT_FEATURE_NOT_SUPPORT,
+    RT_MEMORY_ALLOCATION,
+    RT_MEMORY_FREE,
+    RT_PARAM_INVALID,
+)
+from ._core import Fail
+from ._objects import Task
+from ._stream import StreamDomain
 
-#: Device pointers live at and above 2**48, where no x86-64/arm64 user-space host address can be.
-DEVICE_BASE = 1 << 48
-#: Each device owns one region; its DVPP heap is the upper half.
-REGION = 1 << 41
-DVPP_OFFSET = 1 << 40
-DEVICE_END = DEVICE_BASE + 64 * REGION
-#: Gap left after every device allocation, so a pointer just past the end is caught as foreign.
-GUARD = 4096
-#: Garbage written into every fresh allocation, so a missing memset shows.
-PATTERN = b"\xde\xad\xbe\xef"
+__all__ = ["MemoryDomain"]
+
+#: Host addresses below this are never valid memory (null page and friends).
+_LOW_HOST = 0x10000
+#: Freed malloc_host blocks stay allocated (quarantined) up to this many bytes, so a stale
+#: pointer into one is recognised instead of aliasing new memory.
+_QUARANTINE_BYTES = 64 << 20
+_MEM_ATTR_MAX = 17
+_MEMCPY_KIND_MAX = 7
 
 
-def is_device_address(ptr: int) -> bool:
-    """Whether *ptr* lies in the simulated device address range."""
-    return DEVICE_BASE <= ptr < DEVICE_END
+class MemoryDomain(StreamDomain):
+    """Device, host and DVPP memory: allocate, free, copy, set, report (pyACL ``rt_memory.cpp``)."""
 
+    def _free_alloc(self, alloc: Alloc) -> None:
+        if alloc.pending:
+            self.violate(
+                "free_with_pending_work",
+                f"{alloc.kind} 0x{alloc.ptr:x} freed while {alloc.pending} queued stream "
+                "task(s) still use it; synchronize the stream first",
+            )
+            for stream in self.all_streams:
+                with stream.cond:
+                    for task in stream.queue:
+                        if alloc in task.allocs:
+                            task.run = None
+        alloc.freed = True
+        self.allocs.pop(alloc.ptr, None)
+        if alloc.is_device:
+            self.devices[alloc.device].used -= alloc.extent
+            alloc.drop()
+            self.mem_cond.notify_all()
+        else:
+            self.quarantine.append(alloc)
+            self.quarantine_bytes += alloc.extent
+            while self.quarantine_bytes > _QUARANTINE_BYTES and len(self.quarantine) > 1:
+                old = self.quarantine.popleft()
+                self.quarantine_bytes -= old.extent
+                self.host_map.remove(old)
+                old.drop()
 
-def round_size(size: int, plus32: bool = True) -> int:
-    """Size as the runtime reserves it: a multiple of 32, plus 32 unless align32."""
-    rounded = (size + 31) // 32 * 32
-    return rounded + 32 if plus32 else rounded
+    # ================================================================= acl.rt / media: memory
 
+    def _allocate(self, kind: str, size: int, plus32: bool) -> tuple[int]:
+        if size == 0:
+            raise Fail(INVALID_PARAM, "size must be > 0")
+        ctx = self._current()
+        device = self._device(ctx.device)
+        extent = round_size(size, plus32)
+        budget = self.config.memory_per_device
+        if device.used + extent > budget:
+            if self.config.run_mode == 0 and self.config.rc_malloc_blocks:
+                generation = self.generation
+                ok = self.mem_cond.wait_for(
+                    lambda: self.generation != generation or device.used + extent <= budget,
+                    self.config.rc_malloc_timeout,
+                )
+                if not ok:
+                    self.violate(
+                        "rc_malloc_hang",
+                        f"{kind} of {size} bytes blocked {self.config.rc_malloc_timeout}s for "
+                        f"device memory (RC mode hangs until memory is freed)",
+                    )
+                if not ok or self.generation != generation:
+                    raise Fail(RT_MEMORY_ALLOCATION, f"out of device memory for {size} bytes")
+            else:
+                raise Fail(
+                    RT_MEMORY_ALLOCATION,
+                    f"out of device memory: {size} bytes requested, "
+                    f"{budget - device.used} of {budget} free on device {ctx.device}",
+                )
+        if kind == "dvpp_memory":
+            ptr = (device.next_dvpp + 127) // 128 * 128
+            device.next_dvpp = ptr + extent + GUARD
+        else:
+            ptr = (device.next_normal + 63) // 64 * 64
+            device.next_normal = ptr + extent + GUARD
+        alloc = Alloc(kind, ptr, size, extent, ctx.device)
+        try:
+            alloc.back(extent)
+        except MemoryError:
+            raise Fail(RT_MEMORY_ALLOCATION, f"host cannot back {size} bytes") from None
+        device.used += extent
+        self.allocs[ptr] = alloc
+        self.dev_map.add(alloc)
+        return (ptr,)
 
-class Alloc:
-    """One allocation: its visible pointer, requested and reserved sizes, and real bytes."""
+    def api_malloc(self, size: int, policy: int) -> tuple[int]:
+        return self._allocate("device_memory", size, True)
 
-    __slots__ = (
-        "anchor",
-        "buf",
-        "device",
-        "extent",
-        "freed",
-        "kind",
-        "pending",
-        "ptr",
-        "real",
-        "size",
-    )
+    def api_malloc_align32(self, size: int, policy: int) -> tuple[int]:
+        return self._allocate("device_memory", size, False)
 
-    def __init__(self, kind: str, ptr: int, size: int, extent: int, device: int) -> None:
-        self.kind = kind
-        self.ptr = ptr
-        self.size = size
-        self.extent = extent
-        self.device = device
-        self.freed = False
-        self.pending = 0
-        self.buf: Optional[bytearray] = None
-        self.anchor: Optional[ctypes.c_char] = None
-        self.real = 0
+    def api_malloc_cached(self, size: int, policy: int) -> tuple[int]:
+        return self._allocate("device_memory", size, True)
 
-    def back(self, nbytes: int, align: int = 1) -> None:
-        """Give the allocation real, garbage-filled bytes (*align*-ed real address)."""
-        total = nbytes + align
-        total += -total % 4
-        buf = bytearray(PATTERN) * (total // 4)
-        anchor = ctypes.c_char.from_buffer(buf)
-        addr = ctypes.addressof(anchor)
-        self.buf = buf
-        self.anchor = anchor
-        self.real = (addr + align - 1) // align * align
+    def api_dvpp_malloc(self, size: int) -> tuple[int]:
+        return self._allocate("dvpp_memory", size, True)
 
-    def drop(self) -> None:
-        """Release the backing bytes (after free, once nothing may touch them)."""
-        self.anchor = None
-        self.buf = None
+    def api_malloc_host(self, size: int) -> tuple[int]:
+        if size == 0:
+            raise Fail(INVALID_PARAM, "size must be > 0")
+        ctx = self._current()
+        if size > self.config.memory_per_device:
+            raise Fail(RT_MEMORY_ALLOCATION, f"cannot allocate {size} bytes of host memory")
+        extent = round_size(size)
+        alloc = Alloc("host_memory", 0, size, extent, ctx.device)
+        try:
+            alloc.back(extent, align=64)
+        except MemoryError:
+            raise Fail(RT_MEMORY_ALLOCATION, f"cannot back {size} bytes of host memory") from None
+        alloc.ptr = alloc.real
+        self.allocs[alloc.ptr] = alloc
+        self.host_map.add(alloc)
+        return (alloc.ptr,)
 
-    @property
-    def is_device(self) -> bool:
-        """Device or DVPP memory (not host)."""
-        return self.kind != "host_memory"
+    def _free(self, ptr: int, kinds: tuple[str, ...], how: str) -> tuple[()]:
+        if ptr == 0:
+            raise Fail(INVALID_PARAM, "pointer is 0 (NULL)")
+        alloc = self.allocs.get(ptr)
+        if alloc is not None and alloc.kind in kinds:
+            self._free_alloc(alloc)
+            return ()
+        found = self.dev_map.find(ptr) if is_device_address(ptr) else self.host_map.find(ptr)
+        if alloc is None and found is not None and found.ptr == ptr and found.freed:
+            self.violate("double_free", f"{found.kind} 0x{ptr:x} was already freed")
+            raise Fail(RT_MEMORY_FREE, f"0x{ptr:x} was already freed")
+        if alloc is not None:
+            detail = f"0x{ptr:x} is {alloc.kind}; {how} only frees {' or '.join(kinds)}"
+        else:
+            detail = f"0x{ptr:x} is not the start of memory the simulator allocated"
+        self.violate("foreign_handle", detail)
+        raise Fail(RT_MEMORY_FREE, detail)
 
+    def api_free(self, ptr: int) -> tuple[()]:
+        return self._free(ptr, ("device_memory",), "rt.free")
 
-class RangeMap:
-    """Allocations sorted by start address, found by any address inside their reserved extent."""
+    def api_free_host(self, ptr: int) -> tuple[()]:
+        return self._free(ptr, ("host_memory",), "rt.free_host")
 
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._items: list[Alloc] = []
+    def api_dvpp_free(self, ptr: int) -> tuple[()]:
+        return self._free(ptr, ("dvpp_memory",), "media.dvpp_free")
 
-    def add(self, alloc: Alloc) -> None:
-        """Insert *alloc*."""
-        index = bisect.bisect_left(self._starts, alloc.ptr)
-        self._starts.insert(index, alloc.ptr)
-        self._items.insert(index, alloc)
+    def _resolve(self, ptr: int, count: int, role: str) -> tuple[int, Optional[Alloc]]:
+        """Real address of ``[ptr, ptr+count)`` and the allocation holding it (None: raw host)."""
+        if is_device_address(ptr):
+            alloc = self.dev_map.find(ptr)
+            if alloc is None:
+                self.violate(
+                    "foreign_handle", f"{role} 0x{ptr:x} is not inside any device allocation"
+                )
+                raise Fail(RT_PARAM_INVALID, f"{role} 0x{ptr:x} is not allocated device memory")
+        else:
+            alloc = self.host_map.find(ptr)
+            if alloc is None:
+                if ptr < _LOW_HOST:
+                    self.violate("foreign_handle", f"{role} 0x{ptr:x} is not a valid address")
+                    raise Fail(RT_PARAM_INVALID, f"{role} 0x{ptr:x} is not a valid address")
+                return ptr, None
+        if alloc.freed:
+            self.violate("stale_handle", f"{role} 0x{ptr:x} points into freed {alloc.kind}")
+            raise Fail(RT_PARAM_INVALID, f"{role} 0x{ptr:x} points into freed memory")
+        self._check_lost(alloc.device)
+        offset = ptr - alloc.ptr
+        if offset + count > alloc.size:
+            raise Fail(
+                RT_PARAM_INVALID,
+                f"{role} range 0x{ptr:x}+{count} overruns the {alloc.size}-byte allocation "
+                f"at 0x{alloc.ptr:x}",
+            )
+        return alloc.real + offset, alloc
 
-    def remove(self, alloc: Alloc) -> None:
-        """Remove *alloc* if present."""
-        index = bisect.bisect_left(self._starts, alloc.ptr)
-        while index < len(self._starts) and self._starts[index] == alloc.ptr:
-            if self._items[index] is alloc:
-                del self._starts[index]
-                del self._items[index]
-                return
-            index += 1
+    def _check_memset(self, ptr: int, max_count: int, count: int) -> tuple[int, Optional[Alloc]]:
+        if ptr == 0:
+            raise Fail(INVALID_PARAM, "pointer is 0 (NULL)")
+        if count > max_count:
+            raise Fail(INVALID_PARAM, f"count {count} exceeds max_count {max_count}")
+        self._current()
+        return self._resolve(ptr, count, "dst")
 
-    def find(self, ptr: int) -> Optional[Alloc]:
-        """The allocation whose reserved extent contains *ptr*, if any."""
-        index = bisect.bisect_right(self._starts, ptr) - 1
-        if index >= 0:
-            item = self._items[index]
-            if ptr < item.ptr + item.extent:
-                return item
-        return None
+    def api_memset(self, ptr: int, max_count: int, value: int, count: int) -> tuple[()]:
+        real, _ = self._check_memset(ptr, max_count, count)
+        if count:
+            ctypes.memset(real, value & 0xFF, count)
+        return ()
 
-    def clear(self) -> None:
-        """Forget everything."""
-        self._starts.clear()
-        self._items.clear()
+    def api_memset_async(
+        self, ptr: int, max_count: int, value: int, count: int, stream_handle: int
+    ) -> tuple[()]:
+        real, alloc = self._check_memset(ptr, max_count, count)
+        stream = self._stream(stream_handle)
+        if count == 0:
+            return ()
+        byte = value & 0xFF
+
+        def run() -> None:
+            ctypes.memset(real, byte, count)
+
+        allocs = (alloc,) if alloc is not None else ()
+        self._submit(stream, Task(run, allocs=allocs, is_memory=True))
+        return ()
+
+    def _check_copy(
+        self, dst: int, dest_max: int, src: int, count: int, kind: int
+    ) -> tuple[int, Optional[Alloc], int, Optional[Alloc]]:
+        if dst == 0 or src == 0:
+            raise Fail(INVALID_PARAM, "dst and src must not be 0 (NULL)")
+        if count > dest_max:
+            raise Fail(INVALID_PARAM, f"count {count} exceeds dest_max {dest_max}")
+        if not 0 <= kind <= _MEMCPY_KIND_MAX:
+            raise Fail(INVALID_PARAM, f"memcpy kind {kind} is out of range 0..7")
+        self._current()
+        real_dst, dst_alloc = self._resolve(dst, count, "dst")
+        real_src, src_alloc = self._resolve(src, count, "src")
+        return real_dst, dst_alloc, real_src, src_alloc
+
+    def api_memcpy(self, dst: int, dest_max: int, src: int, count: int, kind: int) -> tuple[()]:
+        if count == 0:
+            return ()
+        real_dst, _, real_src, _ = self._check_copy(dst, dest_max, src, count, kind)
+        ctypes.memmove(real_dst, real_src, count)
+        return ()
+
+    def api_memcpy_async(
+        self, dst: int, dest_max: int, src: int, count: int, kind: int, stream_handle: int
+    ) -> tuple[()]:
+        if count == 0:
+            return ()
+        if dst % 64 or src % 64:
+            raise Fail(INVALID_PARAM, "memcpy_async needs 64-byte aligned dst and src")
+        real_dst, dst_alloc, real_src, src_alloc = self._check_copy(dst, dest_max, src, count, kind)
+        stream = self._stream(stream_handle)
+        on_device = any(a is not None and a.is_device for a in (dst_alloc, src_alloc))
+        if not on_device and self.config.run_mode == 1:
+            raise Fail(
+                RT_FEATURE_NOT_SUPPORT, "host-to-host memcpy_async is not supported in host mode"
+            )
+
+        def run() -> None:
+            ctypes.memmove(real_dst, real_src, count)
+
+        allocs = tuple(a for a in (dst_alloc, src_alloc) if a is not None)
+        self._submit(stream, Task(run, allocs=allocs, is_memory=True))
+        return ()
+
+    def api_get_mem_info(self, attr: int) -> tuple[int, int]:
+        if not 0 <= attr <= _MEM_ATTR_MAX:
+            raise Fail(INVALID_PARAM, f"memory attribute {attr} is out of range 0..17")
+        ctx = self._current()
+        device = self._device(ctx.device)
+        total = self.config.memory_per_device
+        return (max(0, total - device.used), total)
