@@ -29,7 +29,7 @@ import time
 from types import TracebackType
 from typing import Optional
 
-from . import _process
+from . import _process, _validate
 from .errors import ProcessLimitError
 
 __all__ = [
@@ -419,14 +419,13 @@ def acquire(device: int, limit: int, *, timeout: float | None = 0.0) -> DeviceSl
     """Take a free slot of *device*, allowing at most *limit* holders at once.
 
     *timeout* is how long to wait for a slot to free up: 0 (default) fails at once, ``None``
-    waits forever. Raises :class:`ProcessLimitError` when no slot could be had.
+    or ``math.inf`` wait forever. Raises :class:`ProcessLimitError` when no slot could be had.
     """
     if isinstance(device, bool) or not isinstance(device, int) or device < 0:
         raise ValueError(f"device must be a non-negative int, got {device!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be a positive int, got {limit!r}")
-    if timeout is not None and not timeout >= 0:  # also rejects NaN
-        raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+    timeout = _validate.timeout(timeout, "timeout", maximum=None)
     start = time.monotonic()
     delay = _POLL_FIRST
     while True:
