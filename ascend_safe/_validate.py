@@ -190,11 +190,16 @@ def same_device(first: _OnDevice, second: _OnDevice, action: str) -> None:
         )
 
 
+_MEMBERS: dict[type[enum.IntEnum], frozenset[int]] = {}
+
+
 def member(value: object, kind: type[enum.IntEnum], name: str) -> int:
     """One of *kind*'s values."""
     number = index(value, name)
-    try:
-        return int(kind(number))
-    except ValueError:
-        names = ", ".join(f"{m.name}={int(m)}" for m in kind)
-        raise ValueError(f"{name} {number} is not one of {names}") from None
+    values = _MEMBERS.get(kind)
+    if values is None:
+        values = _MEMBERS[kind] = frozenset(int(m) for m in kind)
+    if number in values:
+        return number
+    names = ", ".join(f"{m.name}={int(m)}" for m in kind)
+    raise ValueError(f"{name} {number} is not one of {names}")

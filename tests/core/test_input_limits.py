@@ -3,6 +3,7 @@ data, and every bad argument gets an error naming it and the accepted range."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import pytest
@@ -92,6 +93,10 @@ def test_to_numpy_shape_is_checked_before_allocating(sim):
 # -- item: object buffers ------------------------------------------------------------------
 
 
+class _WithObject(ctypes.Structure):
+    _fields_ = [("n", ctypes.c_int), ("obj", ctypes.py_object)]
+
+
 def _object_arrays():
     yield np.empty(8, dtype=object)
     yield np.zeros(2, dtype=[("a", "i4"), ("b", "O")])
@@ -110,6 +115,18 @@ def test_object_buffers_are_refused(sim, array):
             m.copy_from(array)
         with pytest.raises(TypeError, match="holds Python objects"):
             m.to_numpy(array.dtype)
+        assert sim.call_counts() == {}
+
+
+@pytest.mark.parametrize("make", [lambda: (ctypes.py_object * 8)(), lambda: (_WithObject * 2)()])
+def test_ctypes_object_buffers_are_refused(sim, make):
+    buf = make()
+    with asf.Device(0) as dev, dev.malloc(64) as m:
+        sim.reset_call_counts()
+        with pytest.raises(TypeError, match="holds Python objects"):
+            m.copy_to(buf, nbytes=8)
+        with pytest.raises(TypeError, match="holds Python objects"):
+            m.copy_from(buf, nbytes=8)
         assert sim.call_counts() == {}
 
 
