@@ -202,7 +202,7 @@ def test_fork_sync_timeout_inf_waits_as_long_as_it_takes(sim):
 
     from ascend_safe import fork
 
-    before = fork._settings.sync_timeout
+    before, policy = fork._settings.sync_timeout, asf.get_fork_policy()
     try:
         asf.set_fork_policy("sync", sync_timeout=math.inf)
         with asf.Device(0) as dev, dev.stream() as s, dev.malloc(64) as m:
@@ -212,7 +212,7 @@ def test_fork_sync_timeout_inf_waits_as_long_as_it_takes(sim):
             assert not s.busy
             assert m.to_bytes() == b"\x09" * 64
     finally:
-        asf.set_fork_policy("sync", sync_timeout=before)
+        asf.set_fork_policy(policy, sync_timeout=before)
 
 
 @pytest.mark.parametrize(
