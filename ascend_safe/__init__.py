@@ -38,6 +38,7 @@ from .errors import (
     ProcessLimitError,
     ResourceClosedError,
     ResourceLeakError,
+    SlotDirectoryError,
 )
 from .event import Event
 from .fork import FORK_POLICIES, get_fork_policy, guard_process_creation, set_fork_policy
@@ -89,6 +90,7 @@ __all__ = [
     "ResourceClosedError",
     "ResourceLeakError",
     "RunMode",
+    "SlotDirectoryError",
     "Stream",
     "StreamFlag",
     "StreamStatus",

@@ -53,6 +53,11 @@ def endpoint(obj: object, *, writable: bool, role: str) -> Endpoint:
             f"copy {role} must be a memory object, bytes, bytearray, memoryview or numpy array, "
             f"not {type(obj).__name__}"
         ) from None
+    _validate.plain_buffer(view.format, role)
+    if not view.nbytes:  # before cast(), which refuses shapes with a zero in them
+        if writable and view.readonly:
+            raise TypeError(f"copy {role} is read-only; pass a writable buffer")
+        return Endpoint(0, 0, False, None, obj)
     if not view.c_contiguous:
         if writable:
             raise ValueError(
@@ -66,8 +71,6 @@ def endpoint(obj: object, *, writable: bool, role: str) -> Endpoint:
             raise TypeError(f"copy {role} is read-only; pass a writable buffer")
         data = flat.tobytes()
         return Endpoint(_bytes_address(data), len(data), False, None, data)
-    if not flat.nbytes:
-        return Endpoint(0, 0, False, None, obj)
     window = (ctypes.c_char * flat.nbytes).from_buffer(flat)
     return Endpoint(ctypes.addressof(window), flat.nbytes, False, None, (obj, flat, window))
 
@@ -90,12 +93,16 @@ def copy(
     src_offset: int,
     nbytes: int,
     stream: Stream | None,
+    names: tuple[str, str] = ("dst_offset", "src_offset"),
 ) -> None:
-    """Copy *nbytes* from ``src[src_offset:]`` to ``dst[dst_offset:]`` after checking bounds."""
-    if nbytes < 0 or dst_offset < 0 or src_offset < 0 or not (
-        type(nbytes) is type(dst_offset) is type(src_offset) is int
+    """Copy *nbytes* from ``src[src_offset:]`` to ``dst[dst_offset:]`` after checking bounds.
+
+    *names* are what the caller calls the two offsets, for error messages.
+    """
+    if not (type(nbytes) is type(dst_offset) is type(src_offset) is int) or not (
+        0 <= (nbytes | dst_offset | src_offset) <= _validate.ULONG_MAX
     ):
-        _reject_counts(nbytes=nbytes, dst_offset=dst_offset, src_offset=src_offset)
+        _reject_counts(**{"nbytes": nbytes, names[0]: dst_offset, names[1]: src_offset})
     if src_offset + nbytes > src.nbytes:
         raise ValueError(
             f"cannot copy {nbytes} bytes from offset {src_offset} of a {src.nbytes}-byte source"
@@ -204,11 +211,22 @@ def remaining(end: Endpoint, offset: int, role: str) -> int:
 
 
 def _reject_counts(**values: object) -> None:
+    """Raise for the first count or offset that is not an int in pyacl's 0..2**64-1."""
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
+        _validate.size(value, name)
+
+
+def check_range(end: Endpoint, offset: int, nbytes: object, role: str) -> int:
+    """*nbytes* as a checked count that fits *end* from *offset* (already checked)."""
+    count = _validate.size(nbytes, "nbytes")
+    if offset + count > end.nbytes:
+        raise ValueError(
+            f"cannot copy {count} bytes from offset {offset} of a {end.nbytes}-byte {role}"
+            f"{_which(end)}; copy fewer bytes"
+        )
+    return count
 
 
 def _which(end: Endpoint) -> str:

@@ -25,7 +25,7 @@ class DataBuffer(Resource):
     def __init__(self, memory: Memory, size: int | None = None) -> None:
         if not isinstance(memory, Memory):
             raise TypeError(f"DataBuffer() takes a memory object, not {type(memory).__name__}")
-        size = memory.size if size is None else _validate.index(size, "data buffer size")
+        size = memory.size if size is None else _validate.size(size, "data buffer size")
         if not 0 < size <= memory.size:
             raise ValueError(
                 f"data buffer size must be 1..{memory.size} bytes for {memory!r}, got {size}"

@@ -68,7 +68,8 @@ class Device(ContextOwner):
 
     Opening the first session on a device in this process takes one of the device's process
     slots (see :mod:`ascend_safe.slots`); a full device raises :class:`ProcessLimitError` at once,
-    or after waiting up to *slot_timeout* seconds (``None``: wait as long as it takes).
+    or after waiting up to *slot_timeout* seconds (``None`` or ``math.inf``: wait as long as it
+    takes).
 
     Closing the session closes everything created on it (data buffers, events, memory, streams,
     contexts, in that order, newest first within a kind) and then resets the device.
@@ -80,8 +81,7 @@ class Device(ContextOwner):
 
     def __init__(self, device_id: int = 0, *, slot_timeout: float | None = 0.0) -> None:
         device_id = _validate.index(device_id, "device id", minimum=0)
-        if slot_timeout is not None and not slot_timeout >= 0:
-            raise ValueError(f"slot_timeout must be >= 0 seconds or None, got {slot_timeout!r}")
+        slot_timeout = _validate.timeout(slot_timeout, "slot_timeout", maximum=None)
         self._id = device_id
         super().__init__(None)
         self._staging = StagingPool(self)
@@ -138,8 +138,9 @@ class Device(ContextOwner):
 
     def mem_info(self, attr: MemAttr = MemAttr.HBM_MEM) -> tuple[int, int]:
         """``(free, total)`` bytes of *attr* memory on this device."""
+        kind = _validate.member(attr, MemAttr, "memory attribute")
         self.make_current()
-        free, total = _backend.call("rt.get_mem_info", int(attr), resource=self)
+        free, total = _backend.call("rt.get_mem_info", kind, resource=self)
         return int(free), int(total)
 
     # -- factories (the classes can be used directly too) -------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "ProcessLimitError",
     "ResourceClosedError",
     "ResourceLeakError",
+    "SlotDirectoryError",
     "category_for",
     "describe",
     "error_class_for",
@@ -589,3 +590,22 @@ class BackendUnavailableError(AscendSafeError, ImportError):
 
 class ResourceLeakError(AscendSafeError, RuntimeError):
     """A worker call left resources open (they were released); raised when asked to."""
+
+
+class SlotDirectoryError(AscendSafeError, OSError):
+    """The directory of the process-slot files is unsafe or unusable.
+
+    Raised instead of trusting a directory another user could tamper with (wrong owner, writable
+    by others without the sticky bit, a symlink planted in the path, not a directory). ``path``
+    names the offending path; the message says how to fix it.
+    """
+
+    path: str
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message

@@ -15,6 +15,7 @@ the busy streams first, bounded by a timeout; ``raise`` refuses with
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import threading
@@ -22,6 +23,7 @@ import time
 import warnings
 from typing import Any
 
+from . import _validate
 from . import stream as _stream
 from .errors import AsyncOperationsPendingError
 
@@ -54,14 +56,14 @@ _local = threading.local()
 def set_fork_policy(policy: str, *, sync_timeout: float | None = None) -> None:
     """Choose what happens when a process is created with async work in flight.
 
-    *sync_timeout* bounds the ``sync`` policy's wait (seconds); past it the creation is refused.
+    *sync_timeout* bounds the ``sync`` policy's wait (seconds, > 0 and at most about 24.8 days;
+    ``math.inf`` waits as long as it takes); past it the creation is refused.
     """
     if policy not in FORK_POLICIES:
         raise ValueError(f"fork policy must be one of {', '.join(FORK_POLICIES)}, not {policy!r}")
     if sync_timeout is not None:
-        if sync_timeout <= 0:
-            raise ValueError(f"sync_timeout must be > 0 seconds, got {sync_timeout}")
-        _settings.sync_timeout = float(sync_timeout)
+        seconds = _validate.timeout(sync_timeout, "sync_timeout", positive=True)
+        _settings.sync_timeout = math.inf if seconds is None else seconds
     _settings.policy = policy
 
 

@@ -60,6 +60,7 @@ class Memory(InContext):
         size = _validate.index(size, f"{type(self).__name__} size")
         if size <= 0:
             raise ValueError(f"{type(self).__name__} size must be > 0 bytes, got {size}")
+        _validate.size(size, f"{type(self).__name__} size")  # pyacl would wrap it past 2**64-1
         fill_byte = _check_fill(fill)
         super().__init__(owner)
         self._size = size
@@ -127,7 +128,7 @@ class Memory(InContext):
         dst = _copy.endpoint(self, writable=True, role="destination")
         src_end = _copy.endpoint(src, writable=False, role="source")
         count = _copy.remaining(src_end, src_offset, "source") if nbytes is None else nbytes
-        _copy.copy(dst, offset, src_end, src_offset, count, stream_obj)
+        _copy.copy(dst, offset, src_end, src_offset, count, stream_obj, ("offset", "src_offset"))
 
     def copy_to(
         self,
@@ -147,17 +148,14 @@ class Memory(InContext):
         src = _copy.endpoint(self, writable=False, role="source")
         dst_end = _copy.endpoint(dst, writable=True, role="destination")
         count = _copy.remaining(src, offset, "source") if nbytes is None else nbytes
-        _copy.copy(dst_end, dst_offset, src, offset, count, stream_obj)
+        _copy.copy(dst_end, dst_offset, src, offset, count, stream_obj, ("dst_offset", "offset"))
 
     def to_bytes(self, nbytes: int | None = None, *, offset: int = 0) -> bytes:
         """A copy of the contents (waits for streams still writing here first)."""
-        if nbytes is None:
-            count = _copy.remaining(
-                _copy.endpoint(self, writable=False, role="source"), offset, "source"
-            )
-        else:
-            count = _validate.index(nbytes, "nbytes", minimum=0)
-        out = bytearray(count)
+        src = _copy.endpoint(self, writable=False, role="source")
+        available = _copy.remaining(src, offset, "source")
+        count = available if nbytes is None else _copy.check_range(src, offset, nbytes, "source")
+        out = bytearray(count)  # only once the range is known to fit this memory
         self.copy_to(out, nbytes=count, offset=offset)
         return bytes(out)
 
@@ -166,10 +164,25 @@ class Memory(InContext):
         import numpy as np
 
         dt = np.dtype(dtype)
-        count = self._size // dt.itemsize if shape is None else int(np.prod(shape, dtype=np.int64))
+        _validate.plain_dtype(dt, "to_numpy() dtype")
+        if not dt.itemsize:
+            raise ValueError(f"to_numpy() dtype {dt!r} has no size; give a sized dtype")
+        if shape is None:
+            count = self._size // dt.itemsize
+        else:
+            entries = shape if isinstance(shape, (tuple, list)) else (shape,)
+            dims = tuple(_validate.index(n, "to_numpy() shape entry", minimum=0) for n in entries)
+            count = 1
+            for n in dims:
+                count *= n
+            if count * dt.itemsize > self._size:
+                raise ValueError(
+                    f"to_numpy() shape {dims} of {dt} needs {count * dt.itemsize} bytes but "
+                    f"{self!r} holds {self._size}; pass a smaller shape"
+                )
         out = np.empty(count, dtype=dt)
         self.copy_to(out, nbytes=out.nbytes)
-        return out if shape is None else out.reshape(shape)
+        return out if shape is None else out.reshape(dims)
 
     def fill(self, value: int, *, stream: Stream = _OMITTED) -> None:
         """Set every byte to *value* (on *stream* if given)."""

@@ -7,6 +7,33 @@ locked with ``flock``. The kernel drops the lock when the holder dies, even by `
 a crashed process never leaks its slot. When every slot is taken, :func:`acquire` raises
 :class:`~ascend_safe.errors.ProcessLimitError` naming the device, the limit and the holders.
 
+The files are ``dev<N>.slot<i>`` in one directory shared by every user's processes, built like
+``/run/lock``. Threat model: another local user may create, rename and replace anything they
+are allowed to in that directory and in world-writable directories above it (``/dev/shm``,
+``/tmp``), and wants to make this process, possibly root, write to a file elsewhere or let more
+processes onto a device than the limit. Defences:
+
+- The path is walked one component at a time with ``O_NOFOLLOW | O_DIRECTORY`` relative to the
+  directory already checked (``dir_fd``), so swapping a component for a symlink cannot redirect
+  the walk. A symlink is followed only if root or this user owns it.
+- Every directory on the way must belong to root or this user, and one writable by group or
+  others must have the sticky bit; otherwise :class:`~ascend_safe.errors.SlotDirectoryError`
+  names the path and the fix. A missing directory is created ``0755``, the slot directory
+  itself ``01777`` (sticky: nobody but a file's owner, the directory's owner and root can delete
+  or rename a slot file, so a held slot cannot be unlinked to let a second holder in).
+- Slot files are created ``O_EXCL | O_NOFOLLOW`` with mode ``0644``: other users' processes
+  lock them through a read-only descriptor, and only the creator can write the PID in them. An
+  existing entry is used only if it is a regular file with a single link; a planted symlink,
+  FIFO, directory or hard link is skipped and named in the limit error. Nothing but our own
+  files is ever written, truncated or ``chmod``-ed.
+- Holders are read from the kernel's lock table (``/proc/locks``), which no user can fake; the
+  PID in the file is only a fallback.
+
+What remains possible, and is out of scope: any user may hold slots (a denial of service that
+the limit itself implies), and the directory's owner and root may delete slot files. When the
+directory belongs to another non-root user it is refused: have root create it
+(``install -d -m 1777 -o root <dir>``).
+
 Fork: an ``flock`` lock belongs to the open file description, which a forked child shares with
 its parent. The at-fork child hook therefore *closes* the inherited descriptors without
 unlocking them, so the parent keeps its slot and the child does not pin it after the parent
@@ -29,8 +56,8 @@ import time
 from types import TracebackType
 from typing import Optional
 
-from . import _process
-from .errors import ProcessLimitError
+from . import _process, _validate
+from .errors import ProcessLimitError, SlotDirectoryError
 
 __all__ = [
     "DeviceSlot",
@@ -198,7 +225,7 @@ def process_limit(soc_name: str | None) -> int:
 def slot_dir() -> str:
     """Directory of the slot files: ``ASCEND_SAFE_SLOT_DIR``, else one in /dev/shm or tmp.
 
-    Only computes the path; :func:`acquire` creates the directories when it needs them.
+    Only computes the path; :func:`acquire` creates and checks the directory when it needs it.
     """
     configured = os.environ.get(ENV_SLOT_DIR, "").strip()
     if configured:
@@ -209,48 +236,205 @@ def slot_dir() -> str:
     return os.path.join(tempfile.gettempdir(), _SLOT_DIR_NAME)
 
 
-def _make_shared_dir(path: str) -> None:
-    """Create *path*; a directory we create is opened to all users so they share slots."""
-    if os.path.isdir(path):
-        return
-    os.makedirs(path, exist_ok=True)
+#: Mode of the shared slot directory (like ``/run/lock``): every user may create slot files in
+#: it, and the sticky bit lets only a file's owner (or the directory's owner, or root) delete it.
+SHARED_DIR_MODE = 0o1777
+#: Mode of the directories above it that this module creates for a configured path.
+_PARENT_DIR_MODE = 0o755
+#: Mode of a slot file: other users' processes need only read access to ``flock`` it, so only
+#: its creator can write (no planted PIDs in someone else's file).
+SLOT_FILE_MODE = 0o644
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_OPEN = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+_MAX_SYMLINKS = 40
+_PROC_LOCKS = "/proc/locks"
+
+
+def _unsafe(path: str, problem: str, fix: str) -> SlotDirectoryError:
+    return SlotDirectoryError(
+        path,
+        f"process-slot directory: {path} {problem}, so another user could tamper with the slot "
+        f"files. To fix: {fix}; or set {ENV_SLOT_DIR} to a directory that only trusted users "
+        "can write.",
+    )
+
+
+def _check_dir(fd: int, path: str, *, last: bool) -> None:
+    """Trust the opened directory *path* only if no other user can swap its entries."""
+    st = os.fstat(fd)
+    uid = os.geteuid()
+    if st.st_uid not in (0, uid):
+        fix = (
+            f"have an administrator create it owned by root: "
+            f"'sudo install -d -m 1777 -o root {path}'"
+            if last
+            else f"use a path whose directories belong to root or to uid {uid}"
+        )
+        raise _unsafe(path, f"belongs to uid {st.st_uid}, neither root nor this user", fix)
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        if last and st.st_uid == uid:  # our own shared directory without the sticky bit: repair
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_ISVTX)
+            return
+        raise _unsafe(
+            path,
+            f"is writable by other users (mode {stat.S_IMODE(st.st_mode):04o}) without the "
+            "sticky bit, so they can rename or delete what it holds",
+            f"'chmod +t {path}' (or 'chmod go-w {path}')",
+        )
+
+
+def _make_dir(parent_fd: int, name: str, path: str, last: bool) -> int:
+    """Create the missing directory *name* with a safe mode and open it."""
     try:
-        os.chmod(path, 0o777)
-    except OSError:  # created concurrently by another user: theirs to set
-        pass
-
-
-def _device_dir(device: int) -> str:
-    base = slot_dir()
-    _make_shared_dir(base)
-    path = os.path.join(base, f"dev{device}")
-    _make_shared_dir(path)
-    return path
-
-
-def _open_slot_file(path: str) -> Optional[int]:
-    """Open (creating) one slot file close-on-exec; None when it is unusable."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-    try:
-        fd = os.open(path, flags, 0o666)
-    except PermissionError:
-        # Created by another user without group/other write: lock it read-only.
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            return None
+        os.mkdir(name, SHARED_DIR_MODE if last else _PARENT_DIR_MODE, dir_fd=parent_fd)
+    except FileExistsError:
+        pass  # made meanwhile by another process: checked like any other
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # a planted symlink: never follow it
-            return None
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return None
-        os.fchmod(fd, 0o666)
-    except OSError:  # fchmod of another user's file: harmless
-        pass
+        raise SlotDirectoryError(
+            path,
+            f"cannot create the process-slot directory {path}: {exc.strerror}. To fix: create "
+            f"it ('sudo install -d -m 1777 -o root {path}') or set {ENV_SLOT_DIR} to a "
+            "writable directory.",
+        ) from None
+    fd = os.open(name, _DIR_OPEN, dir_fd=parent_fd)
+    if last and os.fstat(fd).st_uid == os.geteuid():
+        os.fchmod(fd, SHARED_DIR_MODE)  # the umask dropped the sticky and write bits
     return fd
+
+
+def _not_a_dir(parent_fd: int, name: str, path: str, exc: OSError) -> SlotDirectoryError:
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except OSError:
+        return SlotDirectoryError(
+            path, f"cannot open the process-slot directory {path}: {exc.strerror}"
+        )
+    what = "a file" if stat.S_ISREG(st.st_mode) else "something that is not a directory"
+    return SlotDirectoryError(
+        path,
+        f"process-slot directory: {path} is {what} (uid {st.st_uid}), not a directory. "
+        f"To fix: remove it, or set {ENV_SLOT_DIR} to another path.",
+    )
+
+
+def _open_slot_dir(path: str) -> int:
+    """Open *path* one component at a time, never following a symlink another user could have
+    planted, creating what is missing with safe modes; a descriptor of the checked directory.
+
+    Each component is opened ``O_NOFOLLOW | O_DIRECTORY`` relative to the already checked one
+    (``openat``), so renaming or replacing a component cannot redirect this walk. A symlink in
+    the path is followed only if root or this user owns it.
+    """
+    if not os.path.isabs(path):
+        raise SlotDirectoryError(
+            path, f"{ENV_SLOT_DIR} must be an absolute path, got {path!r}"
+        )
+    fd = os.open("/", _DIR_OPEN)
+    try:
+        _check_dir(fd, "/", last=False)
+        pending = [n for n in reversed(path.split("/")) if n not in ("", ".")]
+        here = "/"
+        links = 0
+        while pending:
+            name = pending.pop()
+            last = not pending
+            step = os.path.normpath(os.path.join(here, name))
+            try:
+                child = os.open(name, _DIR_OPEN, dir_fd=fd)
+            except FileNotFoundError:
+                child = _make_dir(fd, name, step, last)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise SlotDirectoryError(
+                        step,
+                        f"cannot open the process-slot directory {step}: {exc.strerror}. To "
+                        f"fix: make it accessible, or set {ENV_SLOT_DIR} to another path.",
+                    ) from None
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(st.st_mode):
+                    raise _not_a_dir(fd, name, step, exc) from None
+                if st.st_uid not in (0, os.geteuid()):
+                    raise _unsafe(
+                        step,
+                        f"is a symbolic link owned by uid {st.st_uid}, neither root nor this "
+                        "user (possibly planted to redirect the slot files)",
+                        "remove it and check what created it; use a path without it",
+                    ) from None
+                links += 1
+                if links > _MAX_SYMLINKS:
+                    raise SlotDirectoryError(step, f"too many symbolic links in {path}") from None
+                target = os.readlink(name, dir_fd=fd)
+                pending.extend(n for n in reversed(target.split("/")) if n not in ("", "."))
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = -1
+                    fd = os.open("/", _DIR_OPEN)
+                    here = "/"
+                continue
+            os.close(fd)
+            fd = child
+            here = step
+            _check_dir(fd, path if last else step, last=last)
+        return fd
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+
+
+def _slot_name(device: int, index: int) -> str:
+    return f"dev{device}.slot{index}"
+
+
+def _open_slot_file(
+    dir_fd: int, name: str, directory: str
+) -> tuple[Optional[int], Optional[str]]:
+    """Open (creating) one slot file close-on-exec in the checked directory.
+
+    ``(fd, None)`` for a usable slot file; ``(None, why)`` when the entry is something else (a
+    planted symlink, FIFO, directory or hard link), ``(None, None)`` if it just vanished.
+    """
+    try:
+        fd = os.open(name, _FILE_OPEN | os.O_RDWR | os.O_CREAT | os.O_EXCL, SLOT_FILE_MODE,
+                     dir_fd=dir_fd)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise SlotDirectoryError(
+                directory,
+                f"cannot create slot files in the process-slot directory {directory}: "
+                f"{exc.strerror}. To fix: make it shared "
+                f"('sudo install -d -m 1777 -o root {directory}'), or set {ENV_SLOT_DIR} to a "
+                "directory this user can write.",
+            ) from None
+        raise
+    else:
+        os.fchmod(fd, SLOT_FILE_MODE)  # ours and brand new: exactly rw-r--r--, whatever the umask
+        return fd, None
+    try:
+        fd = os.open(name, _FILE_OPEN | os.O_RDWR, dir_fd=dir_fd)
+    except PermissionError:  # another user's slot file: locking needs only read access
+        try:
+            fd = os.open(name, _FILE_OPEN | os.O_RDONLY, dir_fd=dir_fd)
+        except OSError as exc:
+            return None, f"cannot be opened ({exc.strerror})"
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "is a symbolic link"
+        return None, f"is not a slot file ({exc.strerror})"
+    st = os.fstat(fd)
+    why = None
+    if not stat.S_ISREG(st.st_mode):
+        why = "is not a regular file"
+    elif st.st_nlink != 1:
+        why = f"has {st.st_nlink} hard links"
+    if why is not None:
+        os.close(fd)
+        return None, why
+    return fd, None
 
 
 def _read_pid(fd: int) -> Optional[int]:
@@ -259,6 +443,38 @@ def _read_pid(fd: int) -> Optional[int]:
     except OSError:
         return None
     return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def _lock_owners() -> Optional[dict[tuple[int, int, int], int]]:
+    """``(major, minor, inode) -> pid`` of every ``flock`` write lock, from the kernel's own
+    table (which no other user can fake); None when it cannot be read."""
+    try:
+        with open(_PROC_LOCKS, encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    owners: dict[tuple[int, int, int], int] = {}
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or fields[3] != "WRITE":
+            continue  # "->" marks a waiter; POSIX locks and read locks are not slots
+        try:
+            pid = int(fields[4])
+            major, minor, inode = fields[5].split(":")
+            owners[(int(major, 16), int(minor, 16), int(inode))] = pid
+        except ValueError:
+            continue
+    return owners
+
+
+def _holder(fd: int, owners: Optional[dict[tuple[int, int, int], int]]) -> Optional[int]:
+    """The PID holding the slot open on *fd*: the kernel's lock table, else the file's text."""
+    if owners is not None:
+        st = os.fstat(fd)
+        pid = owners.get((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+        if pid is not None and pid > 0:
+            return pid
+    return _read_pid(fd)
 
 
 # ---------------------------------------------------------------------------
@@ -328,7 +544,8 @@ class DeviceSlot:
             fd, self._fd = self._fd, -1
             if os.getpid() == self._pid:
                 try:
-                    os.ftruncate(fd, 0)  # no stale PID for the next reader
+                    if os.fstat(fd).st_uid == os.geteuid():  # only our own files are written
+                        os.ftruncate(fd, 0)  # no stale PID for the next reader
                 except OSError:
                     pass
                 try:
@@ -368,50 +585,75 @@ def held_slots() -> list[DeviceSlot]:
         return list(_held)
 
 
-def _try_once(device: int, limit: int) -> tuple[Optional[DeviceSlot], list[int]]:
-    """One non-blocking pass over the slots: a slot, or the PIDs found in the held ones."""
-    directory = _device_dir(device)
+def _try_once(device: int, limit: int) -> tuple[Optional[DeviceSlot], list[int], list[str]]:
+    """One non-blocking pass over the slots: a slot, or the PIDs found holding them and the
+    entries that are not slot files."""
+    directory = slot_dir()
     holders: list[int] = []
+    junk: list[str] = []
+    owners: Optional[dict[tuple[int, int, int], int]] = None
+    read_owners = False
     with _lock:
-        for index in range(limit):
-            path = os.path.join(directory, f"slot{index}")
-            fd = _open_slot_file(path)
-            if fd is None:
-                continue
-            _open_fds.add(fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        dir_fd = _open_slot_dir(directory)
+        try:
+            for index in range(limit):
+                name = _slot_name(device, index)
+                path = os.path.join(directory, name)
+                fd, why = _open_slot_file(dir_fd, name, directory)
+                if fd is None:
+                    if why is not None:
+                        junk.append(f"{path} ({why})")
+                    continue
+                _open_fds.add(fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        _close_fd(fd)
+                        raise
+                    if not read_owners:
+                        owners, read_owners = _lock_owners(), True
+                    pid = _holder(fd, owners)
+                    if pid is not None and pid not in holders:
+                        holders.append(pid)
                     _close_fd(fd)
-                    raise
-                pid = _read_pid(fd)
-                if pid is not None and pid not in holders:
-                    holders.append(pid)
-                _close_fd(fd)
-                continue
-            try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-            except OSError:  # read-only slot file: held all the same, PID not listed
-                pass
-            slot = DeviceSlot(device, index, fd, path)
-            _held.append(slot)
-            return slot, holders
-    return None, holders
+                    continue
+                if os.fstat(fd).st_uid == os.geteuid():  # only ever write to our own files
+                    try:
+                        os.ftruncate(fd, 0)
+                        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+                    except OSError:  # opened read-only: held all the same
+                        pass
+                slot = DeviceSlot(device, index, fd, path)
+                _held.append(slot)
+                return slot, holders, junk
+        finally:
+            os.close(dir_fd)
+    return None, holders, junk
 
 
 def _limit_message(
-    device: int, limit: int, holders: list[int], directory: str, waited: Optional[float]
+    device: int,
+    limit: int,
+    holders: list[int],
+    directory: str,
+    waited: Optional[float],
+    junk: list[str],
 ) -> str:
     who = ", ".join(str(pid) for pid in holders) if holders else "unknown (PIDs not recorded)"
     wait = f" after waiting {waited:.2f} s" if waited else ""
+    blocked = (
+        f" Not slot files, each taking a slot's name (remove them): {'; '.join(junk)}."
+        if junk
+        else ""
+    )
     return (
         f"device {device}: all {limit} process slots are taken{wait}, so this process may not "
         f"use it (CANN caps the processes per device; one more would fail with an obscure "
         f"runtime error). Held by PIDs: {who} (slot files in {directory}). "
         f"To fix: close some of those processes; or wait for a free slot by passing a timeout; "
         f"raise {ENV_MAX_PROCS} only if your product really allows more processes per device."
+        f"{blocked}"
     )
 
 
@@ -419,24 +661,24 @@ def acquire(device: int, limit: int, *, timeout: float | None = 0.0) -> DeviceSl
     """Take a free slot of *device*, allowing at most *limit* holders at once.
 
     *timeout* is how long to wait for a slot to free up: 0 (default) fails at once, ``None``
-    waits forever. Raises :class:`ProcessLimitError` when no slot could be had.
+    or ``math.inf`` wait forever. Raises :class:`ProcessLimitError` when no slot could be had.
     """
     if isinstance(device, bool) or not isinstance(device, int) or device < 0:
         raise ValueError(f"device must be a non-negative int, got {device!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be a positive int, got {limit!r}")
-    if timeout is not None and not timeout >= 0:  # also rejects NaN
-        raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+    timeout = _validate.timeout(timeout, "timeout", maximum=None)
     start = time.monotonic()
     delay = _POLL_FIRST
     while True:
-        slot, holders = _try_once(device, limit)
+        slot, holders, junk = _try_once(device, limit)
         if slot is not None:
             return slot
         waited = time.monotonic() - start
         if timeout is not None and waited >= timeout:
-            directory = os.path.join(slot_dir(), f"dev{device}")
-            message = _limit_message(device, limit, holders, directory, waited if timeout else None)
+            message = _limit_message(
+                device, limit, holders, slot_dir(), waited if timeout else None, junk
+            )
             raise ProcessLimitError(device, limit, tuple(holders), message)
         pause = delay if timeout is None else min(delay, timeout - waited)
         time.sleep(max(pause, 0.0))  # the lock is not held here: other threads may release

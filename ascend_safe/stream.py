@@ -9,7 +9,6 @@ consult, so it is kept exact and cheap.
 from __future__ import annotations
 
 import functools
-import math
 import threading
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
@@ -122,22 +121,23 @@ class Stream(InContext):
     # -- waiting ------------------------------------------------------------------------------
 
     def synchronize(self, timeout: float | None = None) -> None:
-        """Block until all work queued so far is done; *timeout* in seconds (None: forever).
+        """Block until all work queued so far is done; *timeout* in seconds.
 
-        Errors of async work surface here. On timeout, ``AclError`` 507046 is raised.
+        ``None`` or ``math.inf`` wait forever; a finite timeout is 0 (poll) up to about 24.8
+        days (pyacl takes milliseconds as a C ``int``). Errors of async work surface here. On
+        timeout, ``AclError`` 507046 is raised.
         """
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
-        self._drain(self._checked_handle(), timeout)
+        seconds = _validate.timeout(timeout, "timeout")
+        self._drain(self._checked_handle(), seconds)
 
     def _drain(self, handle: int, timeout: float | None) -> None:
         """Wait for the work queued so far, then retire it."""
         self._owner.make_current()
         through = self._seq
-        if timeout is None:
+        ms = _validate.timeout_ms(timeout)
+        if ms is None:
             _backend.call("rt.synchronize_stream", handle, resource=self)
         else:
-            ms = math.ceil(timeout * 1000) if timeout > 0 else 0  # 0 polls, so round up
             _backend.call("rt.synchronize_stream_with_timeout", handle, ms, resource=self)
         self._retire(through)
 

@@ -259,7 +259,7 @@ def test_slot_dir(slot_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert slot_dir() == str(slot_env)
     assert not slot_env.exists()  # only acquire creates it
     with acquire(3, 1) as slot:
-        assert slot.path == str(slot_env / "dev3" / "slot0")
+        assert slot.path == str(slot_env / "dev3.slot0")
     monkeypatch.delenv("ASCEND_SAFE_SLOT_DIR")
     assert os.path.basename(slot_dir()) == "ascend_safe-slots"
 
