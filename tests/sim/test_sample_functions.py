@@ -488,3 +488,24 @@ def test_op_timeouts(acl: types.ModuleType) -> None:
     assert acl.rt.set_op_wait_timeout(-1) == 0  # "I" masks to 32 bits, no range check
     assert state.op_wait_timeout == (1 << 32) - 1
     assert not hasattr(acl.rt, "set_op_execute_timeout")  # pyACL's name has "time_out"
+
+
+def test_pure_functions_work_in_a_forked_child(acl: types.ModuleType) -> None:
+    import os
+
+    assert acl.init() == 0
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            ok = acl.data_type_size(0) == 4 and acl.app_log(3, "child") is None
+            ok = ok and acl.rt.subscribe_report(1, 0) == 507899
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert acl.finalize() == 0
