@@ -108,6 +108,10 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("rt.set_op_execute_time_out", "I", needs_init=False),
 )
 
+#: Wrappers that let CPython's own argument-count TypeError through (util/thread.cpp does not
+#: replace it with "args parse failed").
+_CPYTHON_COUNT_ERROR = frozenset({"util.start_thread"})
+
 
 def _parse(full: str, fmt: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Check *args* against *fmt* like ``PyArg_ParseTuple``; TypeError like pyacl on failure."""
@@ -144,6 +148,8 @@ def _make(sim: Simulator, spec: ApiSpec) -> Callable[..., Any]:
     def function(*args: Any, **kwargs: Any) -> Any:
         if kwargs:
             raise TypeError(f"{full}() takes no keyword arguments")
+        if spec.name in _CPYTHON_COUNT_ERROR and len(args) != len(spec.fmt):
+            raise TypeError(f"function takes exactly {len(spec.fmt)} arguments ({len(args)} given)")
         return sim.dispatch(spec, _parse(full, spec.fmt, args))
 
     short = spec.name.rsplit(".", 1)[-1]
