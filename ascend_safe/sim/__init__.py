@@ -7,15 +7,17 @@ imports the rest of ``ascend_safe``. Full documentation: ``docs/simulator.md``.
 
 Layout, split by domain like pyACL's own source: ``_core`` (handles, dispatch, violations,
 faults), ``_stream`` (streams and events), ``_context``, ``_memory`` (over ``_alloc``'s address
-ranges), ``_buffer`` (data buffers), ``_process`` (process-creation hook, hibernation) and
-``_runtime`` (init, devices, teardown), which composes them into :class:`Simulator`; ``_api``
-builds the ``acl`` module tree.
+ranges), ``_buffer`` (data buffers), ``_process`` (process-creation hook, hibernation),
+``_callback`` (report threads, host callbacks), ``_applog`` (``acl.app_log``) and ``_runtime``
+(init, devices, teardown), which composes them into :class:`Simulator`; ``_api`` builds the
+``acl`` module tree.
 
 Module tree: ``acl`` (init, finalize, finalize_reference, get_version, get_soc_name,
-get_recent_err_msg, get_cann_version, data buffers), ``acl.rt`` (device, context, stream, event,
-memory), ``acl.media`` (dvpp_malloc, dvpp_free), ``acl.util`` (numpy/bytes pointer helpers),
-``acl.mdl`` (empty). No constants are exported, as in pyacl. Arguments are positional only; a
-wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
+get_recent_err_msg, get_cann_version, data buffers, data_type_size, app_log), ``acl.rt`` (device,
+context, stream, event, memory, report threads and host callbacks, op timeouts), ``acl.media``
+(dvpp_malloc, dvpp_free), ``acl.util`` (numpy/bytes pointer helpers, start_thread,
+stop_thread), ``acl.mdl`` (empty). No constants are exported, as in pyacl. Arguments are
+positional only; a wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
 
 Options (``configure(**options)``, or the environment variable ``ASCEND_SAFE_SIM_<OPTION>``
 read at import and at ``reset()``; unknown option -> TypeError, bad value -> ValueError):

@@ -14,6 +14,7 @@ from ._runtime import Simulator
 __all__ = ["SPECS", "build_modules"]
 
 _MASK64 = (1 << 64) - 1
+_MASK32 = (1 << 32) - 1
 _INT_MIN = -(1 << 31)
 _INT_MAX = (1 << 31) - 1
 
@@ -24,8 +25,9 @@ def _spec(name: str, fmt: str, outs: Optional[tuple[Any, ...]] = (), **flags: An
 
 
 #: Every simulated function: dotted name below ``acl``, parse format, outputs before ``ret``.
-#: Format letters follow CPython's ``PyArg_ParseTuple``: ``k`` unsigned long (masked, bool ok),
-#: ``i`` C int (range-checked), ``s`` str, ``O`` any object, ``|`` starts optional arguments.
+#: Format letters follow CPython's ``PyArg_ParseTuple``: ``k``/``K`` unsigned long / long long
+#: (masked, bool ok), ``I`` unsigned int (masked), ``i`` C int (range-checked), ``s`` str, ``O``
+#: any object, ``|`` starts optional arguments.
 SPECS: tuple[ApiSpec, ...] = (
     _spec("init", "|s", needs_init=False),
     _spec("finalize", "", needs_init=False, cleanup=True),
@@ -90,7 +92,25 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("util.ptr_to_numpy", "kOi", None, needs_init=False, util=True, locked=False),
     _spec("util.bytes_to_ptr", "O", None, needs_init=False, util=True, locked=False),
     _spec("util.ptr_to_bytes", "kk", None, needs_init=False, util=True, locked=False),
+    # ---------------------------------------------------------------- functions the official
+    # samples call (docs/simulator.md, Coverage). Formats from pyACL's source: py_init_acl.cpp,
+    # util/thread.cpp, rt/rt_synchronize.cpp. The runtime has no init check on these (a
+    # context or a subscription is what they need), so none is gated on acl.init.
+    _spec("app_log", "is", None, needs_init=False, util=True, locked=False),
+    _spec("data_type_size", "i", None, bare_default=0, needs_init=False, util=True),
+    _spec("util.start_thread", "OO", (0,), needs_init=False, util=True, locked=False),
+    _spec("util.stop_thread", "K", None, needs_init=False, util=True, locked=False),
+    _spec("rt.subscribe_report", "Kk", needs_init=False),
+    _spec("rt.unsubscribe_report", "Kk", needs_init=False, cleanup=True),
+    _spec("rt.launch_callback", "OOik", needs_init=False),
+    _spec("rt.process_report", "i", needs_init=False, locked=False),
+    _spec("rt.set_op_wait_timeout", "I", needs_init=False),
+    _spec("rt.set_op_execute_time_out", "I", needs_init=False),
 )
+
+#: Wrappers that let CPython's own argument-count TypeError through (util/thread.cpp does not
+#: replace it with "args parse failed").
+_CPYTHON_COUNT_ERROR = frozenset({"util.start_thread"})
 
 
 def _parse(full: str, fmt: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -101,10 +121,14 @@ def _parse(full: str, fmt: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
         raise TypeError(f"{full} args parse failed")
     out: list[Any] = []
     for letter, value in zip(letters, args):
-        if letter == "k":
+        if letter in ("k", "K"):
             if not isinstance(value, int):
                 raise TypeError(f"{full} args parse failed")
             out.append(int(value) & _MASK64)
+        elif letter == "I":  # unsigned int, masked like PyArg_ParseTuple (no range check)
+            if not isinstance(value, int):
+                raise TypeError(f"{full} args parse failed")
+            out.append(int(value) & _MASK32)
         elif letter == "i":
             if not isinstance(value, int) or not _INT_MIN <= value <= _INT_MAX:
                 raise TypeError(f"{full} args parse failed")
@@ -124,6 +148,8 @@ def _make(sim: Simulator, spec: ApiSpec) -> Callable[..., Any]:
     def function(*args: Any, **kwargs: Any) -> Any:
         if kwargs:
             raise TypeError(f"{full}() takes no keyword arguments")
+        if spec.name in _CPYTHON_COUNT_ERROR and len(args) != len(spec.fmt):
+            raise TypeError(f"function takes exactly {len(spec.fmt)} arguments ({len(args)} given)")
         return sim.dispatch(spec, _parse(full, spec.fmt, args))
 
     short = spec.name.rsplit(".", 1)[-1]

@@ -49,3 +49,39 @@ class BufferDomain(Core):
         buf.ptr = ptr
         buf.size = size
         return ()
+
+    # ----------------------------------------------------------------- data type sizes
+
+    def api_data_type_size(self, data_type: int) -> int:
+        """aclDataTypeSize (src/acl/aclrt_impl/data_buffer.cpp): bytes per element."""
+        return _TYPE_SIZES.get(data_type, 8)
+
+
+#: aclDataType -> size in bytes, as aclDataTypeSize gives it; any other value (the enum's
+#: sub-byte float types included) falls into its ``default: sizeof(int64_t)`` branch.
+_TYPE_SIZES = {
+    -1: 0,  # ACL_DT_UNDEFINED
+    13: 0,  # ACL_STRING
+    29: 1,  # ACL_INT4
+    30: 1,  # ACL_UINT1
+    2: 1,  # ACL_INT8
+    4: 1,  # ACL_UINT8
+    12: 1,  # ACL_BOOL
+    34: 1,  # ACL_HIFLOAT8
+    35: 1,  # ACL_FLOAT8_E5M2
+    36: 1,  # ACL_FLOAT8_E4M3FN
+    37: 1,  # ACL_FLOAT8_E8M0
+    1: 2,  # ACL_FLOAT16
+    6: 2,  # ACL_INT16
+    7: 2,  # ACL_UINT16
+    27: 2,  # ACL_BF16
+    0: 4,  # ACL_FLOAT
+    3: 4,  # ACL_INT32
+    8: 4,  # ACL_UINT32
+    33: 4,  # ACL_COMPLEX32
+    17: 16,  # ACL_COMPLEX128
+    9: 8,  # ACL_INT64
+    10: 8,  # ACL_UINT64
+    11: 8,  # ACL_DOUBLE
+    16: 8,  # ACL_COMPLEX64
+}

@@ -11,7 +11,9 @@ import time
 from typing import Any, Optional
 
 from . import _slots
+from ._applog import LogDomain
 from ._buffer import BufferDomain
+from ._callback import CallbackDomain
 from ._codes import (
     INVALID_FILE,
     INVALID_PARAM,
@@ -31,7 +33,9 @@ from ._process import ProcessDomain
 __all__ = ["Simulator"]
 
 
-class Simulator(ContextDomain, MemoryDomain, BufferDomain, ProcessDomain):
+class Simulator(
+    ContextDomain, MemoryDomain, BufferDomain, ProcessDomain, CallbackDomain, LogDomain
+):
     """Init, finalize, versions and devices: the top layer, which tears everything down."""
 
     def reset(self) -> None:
@@ -104,6 +108,7 @@ class Simulator(ContextDomain, MemoryDomain, BufferDomain, ProcessDomain):
         set_devices = [d.index for d in self.devices.values() if d.refcount > 0]
         live = self.live_handles()
         live.pop("device", None)
+        live.pop("thread", None)  # threads are not ACL resources; finalize leaves them alone
         if set_devices or live:
             parts = [f"devices {set_devices} still set"] if set_devices else []
             parts += [f"{len(v)} {k}" for k, v in live.items()]
