@@ -41,6 +41,9 @@ CATEGORIES = (
 #: with the kit's device set in the calling thread (``device``).
 PHASES = ("bare", "init", "device")
 
+#: What pyACL's ``TypeError`` says when argument parsing fails (any cause, overflow included).
+PARSE_FAILED = "args parse failed"
+
 #: Host pointer of ``NULL`` (pyacl passes handles and pointers as plain ints).
 NULL = 0
 
@@ -290,13 +293,15 @@ class Probe:
         self.ok("rt.memcpy", ptr, len(data), ctypes.addressof(buf), len(data), HOST_TO_DEVICE)
 
     def raises(self, api: str, *args: Any, release: Optional[Callable[[Any], Any]] = None) -> str:
-        """Call ``acl.<api>(*args)`` expecting an exception: its class name, or what it
-        returned instead (*release* undoes a call that unexpectedly succeeded)."""
+        """Call ``acl.<api>(*args)`` expecting an exception: its class name (with pyACL's
+        ``args parse failed`` when the message says so), or what it returned instead
+        (*release* undoes a call that unexpectedly succeeded)."""
         fn = self.fn(api)
         try:
             result = fn(*args)
         except Exception as exc:
-            return type(exc).__name__
+            name = type(exc).__name__
+            return f"{name}: {PARSE_FAILED}" if PARSE_FAILED in str(exc) else name
         if release is not None:
             self.defer(release, result)
         return f"returned {shape(result)}"

@@ -255,7 +255,7 @@ def _destroy_default(p: Probe) -> Any:
 @case(
     "rt.no_context",
     "error-codes",
-    expect=[[0, 107002], [0, 107002], [0, 107002]],
+    expect=[[0, 107002], [0, 107002], [0, 107002], [0, 107002]],
     phase="init",
     evidence=SIM_CHOICE + " (runtime: no current context -> RT_ERROR_CONTEXT_NULL)",
 )
@@ -264,6 +264,7 @@ def _no_context(p: Probe) -> Any:
     out = []
     for result, free in (
         (rt.get_context(), None),
+        (rt.get_device(), None),
         (rt.create_stream(), rt.destroy_stream),
         (rt.malloc(64, 0), rt.free),
     ):

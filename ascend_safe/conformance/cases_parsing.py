@@ -36,7 +36,7 @@ def _type_error_case(name: str, api: str, args: tuple[Any, ...], why: str) -> No
     @case(
         f"args.type_error.{name}",
         "arg-parsing",
-        expect="TypeError",
+        expect="TypeError: args parse failed",
         phase="init" if api != "init" else "bare",
         evidence=PARSE + f"of acl.{api}: {why}",
     )
@@ -185,7 +185,7 @@ def _np_event_flag(p: Probe) -> Any:
 @case(
     "args.numpy.k_malloc_size",
     "arg-parsing",
-    expect="TypeError",
+    expect="TypeError: args parse failed",
     evidence=PARSE + "'k' of acl.rt.malloc refuses numpy.int64 (PyLong_Check)",
 )
 def _np_malloc(p: Probe) -> Any:
@@ -200,7 +200,7 @@ def _np_malloc(p: Probe) -> Any:
 @case(
     "args.numpy.k_free_pointer",
     "arg-parsing",
-    expect="TypeError",
+    expect="TypeError: args parse failed",
     evidence=PARSE + "'k' of acl.rt.free refuses numpy.uint64",
 )
 def _np_free(p: Probe) -> Any:
