@@ -12,7 +12,7 @@ The kit talks only to an ``acl`` module object: it imports no resource class of 
 from __future__ import annotations
 
 from . import cases_async, cases_errors, cases_memory, cases_parsing, cases_process, cases_shapes
-from ._case import CATEGORIES, Case, NotApplicable, Probe, SetupError, cases, shape
+from ._case import CATEGORIES, Case, NotApplicable, Probe, SetupError, case, cases, shape
 from ._report import Report, run, select
 from ._runner import Result, run_in_children, run_inline
 
@@ -24,6 +24,7 @@ __all__ = [
     "Report",
     "Result",
     "SetupError",
+    "case",
     "cases",
     "run",
     "run_in_children",

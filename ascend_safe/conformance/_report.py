@@ -121,8 +121,10 @@ class Report:
 
     def summary(self) -> str:
         """A short text ready to paste into a bug report."""
+        total = len(self.results)
         lines = [
-            f"ascend_safe conformance: {len(self.results)} cases, {self.count('pass')} pass, "
+            f"ascend_safe conformance: {total} case{'' if total == 1 else 's'}, "
+            f"{self.count('pass')} pass, "
             f"{self.count('differ')} differ, {self.count('error')} error, "
             f"{self.count('skipped')} not applicable",
             self.environment_line(),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import types
-from pathlib import Path
 
 import pytest
 
@@ -60,25 +59,31 @@ def test_pending_entries_name_real_cases() -> None:
     assert set(PENDING_SIMULATOR_FIXES) <= ids
 
 
-@pytest.mark.parametrize("case", _kit_params())
-def test_kit_case(
-    case: conformance.Case,
-    acl: types.ModuleType,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """One kit case against the simulator: it passes, and leaves nothing allocated."""
-    # Queued stream work takes a little time, so that work the simulator runs asynchronously
-    # is still in flight when a case looks, as a DMA would be on hardware.
-    sim.configure(async_delay=0.005)
-    if case.in_child:
+@pytest.fixture(scope="module")
+def child_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, conformance.Result]:
+    """The cases that run in child processes, run once in one chain of children."""
+    with pytest.MonkeyPatch.context() as patch:
         # Children read their simulator options from the environment: a small device (for
         # the exhaustion probe) and a 2-process limit (for the process-slot probe).
-        monkeypatch.setenv("ASCEND_SAFE_SIM_STATE_DIR", str(tmp_path))
-        monkeypatch.setenv("ASCEND_SAFE_SIM_MAX_PROCS_PER_DEVICE", "2")
-        monkeypatch.setenv("ASCEND_SAFE_SIM_MEMORY_PER_DEVICE", str(64 << 20))
-        (result,) = conformance.run_in_children([case])
+        patch.setenv("ASCEND_SAFE_SIM_STATE_DIR", str(tmp_path_factory.mktemp("sim-state")))
+        patch.setenv("ASCEND_SAFE_SIM_MAX_PROCS_PER_DEVICE", "2")
+        patch.setenv("ASCEND_SAFE_SIM_MEMORY_PER_DEVICE", str(64 << 20))
+        patch.delenv("ASCEND_SAFE_SIM_RECORD_FILE", raising=False)
+        results = conformance.run_in_children([c for c in conformance.cases() if c.in_child])
+    return {r.case.id: r for r in results}
+
+
+@pytest.mark.parametrize("case", _kit_params())
+def test_kit_case(
+    case: conformance.Case, acl: types.ModuleType, request: pytest.FixtureRequest
+) -> None:
+    """One kit case against the simulator: it passes, and leaves nothing allocated."""
+    if case.in_child:
+        result = request.getfixturevalue("child_results")[case.id]
     else:
+        # Queued stream work takes a little time, so that work the simulator runs
+        # asynchronously is still in flight when a case looks, as a DMA would be on hardware.
+        sim.configure(async_delay=0.005)
         # The case leaves what it found: its own cleanup ran before the kit's teardown.
         before: list[dict[str, list[int]]] = []
         after: list[dict[str, list[int]]] = []
