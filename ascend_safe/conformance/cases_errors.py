@@ -93,6 +93,40 @@ def _device_range(p: Probe) -> Any:
 
 
 @case(
+    "rt.create_context.out_of_range",
+    "error-codes",
+    expect=[0, 107001],
+    evidence="src/runtime/api/impl/api_error.cc: device id >= count -> RT_ERROR_DEVICE_ID "
+    "(ACL_ERROR_RT_INVALID_DEVICEID)",
+)
+def _context_range(p: Probe) -> Any:
+    count = p.ok("rt.get_device_count")
+    previous = p.current_context()
+    result = p.acl.rt.create_context(count)
+    if result[1] == 0:
+        p.defer(p.acl.rt.destroy_context, result[0])
+        p.defer(p.acl.rt.set_context, previous)
+    return list(result)
+
+
+@case(
+    "rt.create_stream_with_config.out_of_range",
+    "error-codes",
+    expect=[0, 0],
+    evidence="pyacl create_stream_with_config docs: a priority above 7 is clamped, an unknown "
+    "flag behaves like create_stream",
+)
+def _stream_config_range(p: Probe) -> Any:
+    out = []
+    for priority, flag in ((99, 0), (0, 0x400)):
+        stream, ret = p.acl.rt.create_stream_with_config(priority, flag)
+        if ret == 0:
+            p.defer(p.acl.rt.destroy_stream, stream)
+        out.append(ret)
+    return out
+
+
+@case(
     "rt.memcpy.kind_out_of_range",
     "error-codes",
     expect=100000,

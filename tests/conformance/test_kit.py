@@ -179,6 +179,34 @@ def test_case_table_is_well_formed() -> None:
     assert {c.category for c in cases} == set(conformance.CATEGORIES)
 
 
+#: Functions only child-process cases call (their calls are not counted in this process).
+CALLED_IN_CHILDREN = {"finalize_reference"}
+
+
+def test_every_simulated_function_is_probed(acl: types.ModuleType) -> None:
+    """Each function of the simulated module tree is called by some case, or is one of the
+    functions whose presence a case checks."""
+    functions = {
+        (prefix + name)
+        for prefix, module in (
+            ("", acl),
+            ("rt.", acl.rt),
+            ("media.", acl.media),
+            ("util.", acl.util),
+            ("mdl.", acl.mdl),
+        )
+        for name in dir(module)
+        if not name.startswith("_")
+        and callable(getattr(module, name))
+        and not isinstance(getattr(module, name), types.ModuleType)
+    }
+    sim.reset_call_counts()
+    conformance.run(acl, selected=_inline_cases())
+    called = set(sim.call_counts())
+    presence = set(conformance.cases_shapes.SAMPLE_CALLS)
+    assert functions - called - presence - CALLED_IN_CHILDREN == set()
+
+
 def test_selection() -> None:
     chosen, left_out = conformance.select("rt.malloc")
     assert chosen and all("rt.malloc" in c.id for c in chosen)
