@@ -44,9 +44,6 @@ PHASES = ("bare", "init", "device")
 #: What pyACL's ``TypeError`` says when argument parsing fails (any cause, overflow included).
 PARSE_FAILED = "args parse failed"
 
-#: Host pointer of ``NULL`` (pyacl passes handles and pointers as plain ints).
-NULL = 0
-
 
 class NotApplicable(Exception):
     """The case does not apply to this machine (reported as ``skipped``, with the reason)."""

@@ -127,7 +127,6 @@ def test_install_and_uninstall() -> None:
 def test_calls_before_init_return_uninitialize(acl: types.ModuleType) -> None:
     assert acl.rt.set_device(0) == 100001
     assert acl.rt.malloc(64, 0) == (0, 100001)
-    assert acl.rt.get_run_mode() == (0, 100001)
     assert acl.get_soc_name() == "Ascend910B4"
     assert acl.get_version() == (1, 17, 0, 0)
     assert acl.finalize() == 100037
