@@ -1,8 +1,9 @@
-"""Command line: ``python -m ascend_safe demo | doctor``."""
+"""Command line: ``python -m ascend_safe demo | doctor | conformance``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -135,6 +136,28 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conformance(args: argparse.Namespace) -> int:
+    from . import _backend, conformance
+
+    if _backend.backend_name() == "sim":
+        from . import sim
+
+        # A little latency per queued stream task, so that a copy the simulator runs
+        # asynchronously is still in flight when a case looks (as a DMA would be).
+        sim.configure(async_delay=0.005)
+    report = conformance.run(pattern=args.only, risky=args.risky)
+    if not report.results:
+        print(f"no conformance case matches {args.only!r}", file=sys.stderr)
+        return 2
+    print(report.text())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report.to_json(), fh, indent=2)
+            fh.write("\n")
+        print(f"full report written to {args.json}")
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ascend_safe``."""
     parser = argparse.ArgumentParser(prog="python -m ascend_safe")
@@ -148,6 +171,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.set_defaults(run=_demo)
     doctor = sub.add_parser("doctor", help="report the environment")
     doctor.set_defaults(run=_doctor)
+    check = sub.add_parser(
+        "conformance",
+        help="check the pyacl in use against the behaviour the simulator implements",
+        description="Run the conformance cases against the backend in use "
+        "(ASCEND_SAFE_BACKEND=acl on an NPU machine) and report pass/differ/error per case; "
+        "exits non-zero if any case differs or errors. See docs/conformance.md.",
+    )
+    check.add_argument("--json", metavar="FILE", help="write the full report as JSON to FILE")
+    check.add_argument(
+        "--risky",
+        action="store_true",
+        help="also run cases that could disturb a production machine (device memory "
+        "exhaustion, process-limit probes), each in a child process",
+    )
+    check.add_argument(
+        "--only",
+        metavar="PATTERN",
+        help="run only cases whose id or category matches this glob (no wildcard: substring)",
+    )
+    check.set_defaults(run=_conformance)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

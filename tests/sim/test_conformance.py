@@ -1,4 +1,10 @@
-"""Return shapes, argument parsing and documented error codes of the simulated pyacl."""
+"""The simulated pyacl against the conformance kit's cases, plus what only the simulator has.
+
+Every expectation about pyacl's behaviour (return shapes, error codes, argument parsing, async
+semantics, events, memory, process rules) is a case of ``ascend_safe.conformance``, written once
+with its evidence; :func:`test_kit_case` runs each of them here. The other tests check what is
+specific to the simulator: its configuration, its violation records and its helpers.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,91 @@ import types
 
 import pytest
 
-from ascend_safe import sim
+from ascend_safe import conformance, sim
+
+#: Cases the simulator does not pass yet, each waiting for a simulator fix (pyACL's source is
+#: the reference). Strict: when the fix lands the test turns red; remove the entry then.
+PENDING_SIMULATOR_FIXES: dict[str, str] = {
+    "rt.get_run_mode.before_init": "get_run_mode needs no acl.init",
+    "functions.sample_calls_present": "app_log, set_op_wait_timeout, util.start/stop_thread",
+    "rt.get_mem_info.unknown_attribute": "unknown mem attr gives 107016",
+    "rt.memcpy.count_over_max": "count > max on memcpy gives 107000",
+    "rt.memset_async.count_over_max": "count > max on memset_async gives 107000",
+    "rt.malloc.minus_one": "malloc(-1, 0) gives 100000",
+    "rt.synchronize_with_timeout.zero_timeout": "timeout 0 gives 107000",
+    "rt.wrong_context": "stream of another context gives 107003",
+    "rt.destroy_context.default_context": "destroying the default context gives 107002",
+    "rt.reset_device.refcount_zero": "reset at refcount 0 gives 507007",
+    "rt.event_elapsed_time.unrecorded": "elapsed time on unrecorded events gives 507000",
+    "args.numpy.i_set_device": "numpy integers accepted for 'i'",
+    "args.numpy.i_get_mem_info": "numpy integers accepted for 'i'",
+    "args.numpy.i_memset_value": "numpy integers accepted for 'i'",
+    "args.numpy.I_event_flag": "create_event_with_flag parses 'I'",
+    "rt.memcpy_async.pageable_source_copied_at_call": "pageable memcpy_async is synchronous",
+    "rt.memcpy_async.unaligned_accepted": "no alignment check on memcpy_async",
+    "rt.event_elapsed_time.c_float": "elapsed time is a C float",
+    "rt.malloc.padded_extent_usable": "the padded size is the usable extent",
+    "rt.malloc_align32.padded_extent_usable": "the padded size is the usable extent",
+}
+
+
+def _kit_params() -> list[object]:
+    params: list[object] = []
+    for case in conformance.cases():
+        reason = PENDING_SIMULATOR_FIXES.get(case.id)
+        marks = (
+            []
+            if reason is None
+            else [pytest.mark.xfail(strict=True, reason=f"pending simulator fix: {reason}")]
+        )
+        params.append(pytest.param(case, id=case.id, marks=marks))
+    return params
+
+
+def test_pending_entries_name_real_cases() -> None:
+    ids = {case.id for case in conformance.cases()}
+    assert set(PENDING_SIMULATOR_FIXES) <= ids
+
+
+@pytest.fixture(scope="module")
+def child_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, conformance.Result]:
+    """The cases that run in child processes, run once in one chain of children."""
+    with pytest.MonkeyPatch.context() as patch:
+        # Children read their simulator options from the environment: a small device (for
+        # the exhaustion probe) and a 2-process limit (for the process-slot probe).
+        patch.setenv("ASCEND_SAFE_SIM_STATE_DIR", str(tmp_path_factory.mktemp("sim-state")))
+        patch.setenv("ASCEND_SAFE_SIM_MAX_PROCS_PER_DEVICE", "2")
+        patch.setenv("ASCEND_SAFE_SIM_MEMORY_PER_DEVICE", str(64 << 20))
+        patch.delenv("ASCEND_SAFE_SIM_RECORD_FILE", raising=False)
+        results = conformance.run_in_children([c for c in conformance.cases() if c.in_child])
+    return {r.case.id: r for r in results}
+
+
+@pytest.mark.parametrize("case", _kit_params())
+def test_kit_case(
+    case: conformance.Case, acl: types.ModuleType, request: pytest.FixtureRequest
+) -> None:
+    """One kit case against the simulator: it passes, and leaves nothing allocated."""
+    if case.in_child:
+        result = request.getfixturevalue("child_results")[case.id]
+    else:
+        # Queued stream work takes a little time, so that work the simulator runs
+        # asynchronously is still in flight when a case looks, as a DMA would be on hardware.
+        sim.configure(async_delay=0.005)
+        # The case leaves what it found: its own cleanup ran before the kit's teardown.
+        before: list[dict[str, list[int]]] = []
+        after: list[dict[str, list[int]]] = []
+        (result,) = conformance.run_inline(
+            acl,
+            [case],
+            starting=lambda _: before.append(sim.live_handles()),
+            report=lambda _: after.append(sim.live_handles()),
+        )
+        assert after == before
+    assert (result.status, result.observed, result.detail) == ("pass", case.expect, "")
+    assert sim.live_handles() == {}
+    assert not sim.initialized()
+
 
 ACL_SUCCESS = 0
 
@@ -37,7 +127,6 @@ def test_install_and_uninstall() -> None:
 def test_calls_before_init_return_uninitialize(acl: types.ModuleType) -> None:
     assert acl.rt.set_device(0) == 100001
     assert acl.rt.malloc(64, 0) == (0, 100001)
-    assert acl.rt.get_run_mode() == (0, 100001)
     assert acl.get_soc_name() == "Ascend910B4"
     assert acl.get_version() == (1, 17, 0, 0)
     assert acl.finalize() == 100037
@@ -73,87 +162,21 @@ def test_init_config_path(acl: types.ModuleType, tmp_path: object) -> None:
     assert acl.finalize() == 0
 
 
-@pytest.mark.parametrize(
-    ("path", "args"),
-    [
-        ("init", (None,)),
-        ("init", (1,)),
-        ("rt.set_device", ()),
-        ("rt.set_device", (None,)),
-        ("rt.set_device", (0.0,)),
-        ("rt.set_device", ("0",)),
-        ("rt.set_device", (1 << 40,)),
-        ("rt.malloc", (64,)),
-        ("rt.malloc", (64.0, 0)),
-        ("rt.free", (None,)),
-        ("rt.memcpy", (1, 2, 3, 4)),
-        ("create_data_buffer", (0,)),
-        ("media.dvpp_malloc", ("64",)),
-    ],
-)
-def test_bad_arguments_raise_type_error(acl: types.ModuleType, path: str, args: tuple) -> None:
-    fn: object = acl
-    for part in path.split("."):
-        fn = getattr(fn, part)
-    with pytest.raises(TypeError, match=f"acl.{path} args parse failed"):
-        fn(*args)  # type: ignore[operator]
-
-
-def test_keyword_arguments_are_rejected(acl: types.ModuleType) -> None:
-    with pytest.raises(TypeError):
-        acl.rt.set_device(device_id=0)
-
-
-def test_bool_is_accepted_as_int(device: types.ModuleType) -> None:
-    acl = device
-    ptr, ret = acl.rt.malloc(True, False)
-    assert ret == 0 and ptr
-    assert acl.rt.free(ptr) == 0
-
-
-def test_negative_size_wraps_to_huge(device: types.ModuleType) -> None:
-    assert device.rt.malloc(-1, 0) == (0, 207001)
-
-
-def test_return_shapes(device: types.ModuleType) -> None:
+def test_default_configuration_values(device: types.ModuleType) -> None:
+    """Values set by the simulator's default configuration (shapes are kit cases)."""
     acl = device
     assert acl.rt.get_device() == (0, 0)
     assert acl.rt.get_device_count() == (2, 0)
     assert acl.rt.get_run_mode() == (1, 0)
-    free, total, ret = acl.rt.get_mem_info(1)
-    assert (free, total, ret) == (1 << 30, 1 << 30, 0)
-    info, ret = acl.get_cann_version(0)
-    assert ret == 0 and isinstance(info, dict) and "version" in info
-    ctx, ret = acl.rt.get_context()
-    assert ret == 0 and isinstance(ctx, int) and ctx
-    assert acl.rt.synchronize_device() == 0
+    assert acl.rt.get_mem_info(1) == (1 << 30, 1 << 30, 0)
+    assert acl.get_cann_version(0)[0]["version"] == "9.0.0"
 
 
-def test_documented_error_codes(device: types.ModuleType) -> None:
+def test_out_of_budget_malloc_explains(device: types.ModuleType) -> None:
     acl = device
-    assert acl.rt.malloc(0, 0) == (0, 100000)
-    assert acl.rt.malloc_host(0) == (0, 100000)
-    assert acl.rt.free(0) == 100000
-    assert acl.rt.free_host(0) == 100000
-    assert acl.rt.destroy_stream(0) == 100000
-    assert acl.rt.destroy_event(0) == 100000
-    assert acl.rt.destroy_context(0) == 100000
-    assert acl.rt.set_context(0) == 100000
-    assert acl.rt.set_device(7) == 107001
-    assert acl.rt.get_mem_info(18) == (0, 0, 100000)
-    assert acl.get_cann_version(8) == (None, 100000)
     assert acl.rt.malloc(2 << 30, 0) == (0, 207001)
     assert "out of device memory" in acl.get_recent_err_msg()
     assert acl.get_recent_err_msg() is None
-
-
-def test_no_context_gives_context_null(acl: types.ModuleType) -> None:
-    assert acl.init() == 0
-    assert acl.rt.get_context() == (0, 107002)
-    assert acl.rt.create_stream() == (0, 107002)
-    assert acl.rt.malloc(64, 0) == (0, 107002)
-    assert acl.rt.get_device() == (0, 107002)
-    assert acl.finalize() == 0
 
 
 def test_memory_sizes_budget_and_alignment(device: types.ModuleType) -> None:
@@ -197,9 +220,6 @@ def test_memcpy_checks(device: types.ModuleType) -> None:
     src = b"x" * 64
     p = acl.util.bytes_to_ptr(src)
     assert acl.rt.memcpy(0, 0, 0, 0, 99) == 0  # count 0: no-op before any check
-    assert acl.rt.memcpy(0, 64, p, 64, 1) == 100000
-    assert acl.rt.memcpy(dev, 32, p, 64, 1) == 100000
-    assert acl.rt.memcpy(dev, 64, p, 64, 8) == 100000
     assert acl.rt.memcpy(dev, 128, p, 65, 1) == 107000  # overruns the allocation
     assert sim.violations() == []
     # kind does not matter: the direction comes from the addresses
@@ -208,22 +228,6 @@ def test_memcpy_checks(device: types.ModuleType) -> None:
     assert acl.rt.memcpy(acl.util.bytes_to_ptr(out), 64, dev, 64, 0) == 0
     assert out == src
     assert acl.rt.free(dev) == 0
-
-
-def test_memcpy_async_rules(device: types.ModuleType) -> None:
-    acl = device
-    dev, _ = acl.rt.malloc(128, 0)
-    h1, _ = acl.rt.malloc_host(128)
-    h2, _ = acl.rt.malloc_host(128)
-    stream, _ = acl.rt.create_stream()
-    assert acl.rt.memcpy_async(dev + 1, 64, h1, 64, 1, stream) == 100000
-    assert acl.rt.memcpy_async(h2, 128, h1, 128, 0, stream) == 207000
-    assert acl.rt.memcpy_async(dev, 128, h1, 128, 1, stream) == 0
-    assert acl.rt.synchronize_stream_with_timeout(stream, -2) == 107000
-    assert acl.rt.synchronize_stream_with_timeout(stream, -1) == 0
-    for ret in (acl.rt.free(dev), acl.rt.free_host(h1), acl.rt.free_host(h2)):
-        assert ret == 0
-    assert acl.rt.destroy_stream(stream) == 0
 
 
 def test_host_to_host_async_allowed_in_rc_mode(device: types.ModuleType) -> None:

@@ -1,0 +1,445 @@
+"""Return codes of documented error paths: size 0, null and stale handles, double free and
+destroy, out-of-range values, timeouts, wrong context, refcounts.
+
+Cases that touch a destroyed handle run in a child process: on hardware a stale handle is a
+dangling runtime pointer, and a crash must cost only that case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._case import HOST_TO_DEVICE, Probe, case
+
+API_ERROR = "src/runtime/api/impl/api_error.cc: "
+ACL_MEMORY = "src/acl/aclrt_impl/memory.cpp: "
+SIM_CHOICE = "undocumented; the code the simulator chose (docs/simulator.md)"
+
+# ---------------------------------------------------------------------------- null and zero
+
+
+@case(
+    "rt.malloc.size_zero",
+    "error-codes",
+    expect=[[0, 100000], [0, 100000]],
+    evidence=ACL_MEMORY + "aclrtMalloc/aclrtMallocHost check size 0 -> ACL_ERROR_INVALID_PARAM",
+)
+def _malloc_zero(p: Probe) -> Any:
+    rt = p.acl.rt
+    out = []
+    for result, free in ((rt.malloc(0, 0), rt.free), (rt.malloc_host(0), rt.free_host)):
+        if result[1] == 0:
+            p.defer(free, result[0])
+        out.append(list(result))
+    return out
+
+
+@case(
+    "rt.null_handles",
+    "error-codes",
+    expect=[100000] * 6,
+    evidence="src/acl/aclrt_impl/{memory,stream,event,context}.cpp: null pointer and handle "
+    "checks -> ACL_ERROR_INVALID_PARAM",
+)
+def _null_handles(p: Probe) -> Any:
+    rt = p.acl.rt
+    return [
+        rt.free(0),
+        rt.free_host(0),
+        rt.destroy_stream(0),
+        rt.destroy_event(0),
+        rt.destroy_context(0),
+        rt.set_context(0),
+    ]
+
+
+@case(
+    "rt.memcpy.null_pointer",
+    "error-codes",
+    expect=100000,
+    evidence=ACL_MEMORY + "aclrtMemcpy null dst -> ACL_ERROR_INVALID_PARAM",
+)
+def _memcpy_null(p: Probe) -> Any:
+    src = p.pageable(b"x" * 64)
+    return p.acl.rt.memcpy(0, 64, src, 64, HOST_TO_DEVICE)
+
+
+@case(
+    "rt.memcpy.count_zero",
+    "error-codes",
+    expect=0,
+    evidence=ACL_MEMORY + "aclrtMemcpy returns success for count 0 before checking pointers",
+)
+def _memcpy_zero(p: Probe) -> Any:
+    return p.acl.rt.memcpy(0, 0, 0, 0, HOST_TO_DEVICE)
+
+
+# ---------------------------------------------------------------------------- out of range
+
+
+@case(
+    "rt.set_device.out_of_range",
+    "error-codes",
+    expect=107001,
+    evidence="src/runtime/api/impl/api_error.cc: device id >= count -> RT_ERROR_DEVICE_ID "
+    "(ACL_ERROR_RT_INVALID_DEVICEID)",
+)
+def _device_range(p: Probe) -> Any:
+    count = p.ok("rt.get_device_count")
+    ret = p.acl.rt.set_device(count)
+    if ret == 0:
+        p.defer(p.acl.rt.reset_device, count)
+    return ret
+
+
+@case(
+    "rt.create_context.out_of_range",
+    "error-codes",
+    expect=[0, 107001],
+    evidence="src/runtime/api/impl/api_error.cc: device id >= count -> RT_ERROR_DEVICE_ID "
+    "(ACL_ERROR_RT_INVALID_DEVICEID)",
+)
+def _context_range(p: Probe) -> Any:
+    count = p.ok("rt.get_device_count")
+    previous = p.current_context()
+    result = p.acl.rt.create_context(count)
+    if result[1] == 0:
+        p.defer(p.acl.rt.destroy_context, result[0])
+        p.defer(p.acl.rt.set_context, previous)
+    return list(result)
+
+
+@case(
+    "rt.create_stream_with_config.out_of_range",
+    "error-codes",
+    expect=[0, 0],
+    evidence="pyacl create_stream_with_config docs: a priority above 7 is clamped, an unknown "
+    "flag behaves like create_stream",
+)
+def _stream_config_range(p: Probe) -> Any:
+    out = []
+    for priority, flag in ((99, 0), (0, 0x400)):
+        stream, ret = p.acl.rt.create_stream_with_config(priority, flag)
+        if ret == 0:
+            p.defer(p.acl.rt.destroy_stream, stream)
+        out.append(ret)
+    return out
+
+
+@case(
+    "rt.memcpy.kind_out_of_range",
+    "error-codes",
+    expect=100000,
+    evidence=ACL_MEMORY + "MemcpyKindTranslate: a kind outside the enum -> ACL_ERROR_INVALID_PARAM",
+)
+def _memcpy_kind(p: Probe) -> Any:
+    dev = p.malloc(64)
+    src = p.pageable(b"x" * 64)
+    return p.acl.rt.memcpy(dev, 64, src, 64, 8)
+
+
+@case(
+    "rt.get_mem_info.unknown_attribute",
+    "error-codes",
+    expect=[0, 0, 107016],
+    evidence=API_ERROR + "MemGetInfo: an attribute outside aclrtMemAttr -> "
+    "RT_ERROR_INVALID_MEMORY_TYPE (107016)",
+)
+def _mem_attr(p: Probe) -> Any:
+    return list(p.acl.rt.get_mem_info(18))
+
+
+@case(
+    "get_cann_version.unknown_package",
+    "error-codes",
+    expect=[None, 100000],
+    evidence="src/acl/aclrt_impl/acl.cpp: aclsysGetCANNVersion package name out of "
+    "aclCANNPackageName -> ACL_ERROR_INVALID_PARAM",
+)
+def _cann_pkg(p: Probe) -> Any:
+    return list(p.acl.get_cann_version(8))
+
+
+@case(
+    "rt.memcpy.count_over_max",
+    "error-codes",
+    expect=107000,
+    evidence=API_ERROR + "MemCopySync: cnt > destMax -> RT_ERROR_INVALID_VALUE (107000)",
+)
+def _memcpy_over(p: Probe) -> Any:
+    dev = p.malloc(256)
+    src = p.pageable(b"x" * 128)
+    return p.acl.rt.memcpy(dev, 64, src, 128, HOST_TO_DEVICE)
+
+
+@case(
+    "rt.memset_async.count_over_max",
+    "error-codes",
+    expect=107000,
+    evidence=API_ERROR + "MemsetAsync: cnt > destMax -> RT_ERROR_INVALID_VALUE (107000)",
+)
+def _memset_over(p: Probe) -> Any:
+    dev = p.malloc(256)
+    stream = p.stream()
+    return p.acl.rt.memset_async(dev, 64, 0, 128, stream)
+
+
+@case(
+    "rt.malloc.minus_one",
+    "error-codes",
+    expect=[0, 100000],
+    evidence="pyACL parses size with 'k' (-1 wraps to 2**64-1); "
+    + ACL_MEMORY
+    + "aclrtMalloc rejects the wrapped size -> ACL_ERROR_INVALID_PARAM",
+)
+def _malloc_minus_one(p: Probe) -> Any:
+    result = p.acl.rt.malloc(-1, 0)
+    if result[1] == 0:
+        p.defer(p.acl.rt.free, result[0])
+    return list(result)
+
+
+# ---------------------------------------------------------------------------- timeouts
+
+
+def _timeouts(p: Probe, timeout: int) -> list[int]:
+    rt = p.acl.rt
+    stream = p.stream()
+    event = p.event()
+    p.ok("rt.record_event", event, stream)
+    p.ok("rt.synchronize_stream", stream)
+    return [
+        rt.synchronize_stream_with_timeout(stream, timeout),
+        rt.synchronize_event_with_timeout(event, timeout),
+        rt.synchronize_device_with_timeout(timeout),
+    ]
+
+
+@case(
+    "rt.synchronize_with_timeout.zero_timeout",
+    "error-codes",
+    expect=[107000, 107000, 107000],
+    evidence=API_ERROR + "StreamSynchronize/EventSynchronize/DeviceSynchronize: (timeout < -1) "
+    "|| (timeout == 0) -> RT_ERROR_INVALID_VALUE (107000)",
+)
+def _timeout_zero(p: Probe) -> Any:
+    return _timeouts(p, 0)
+
+
+@case(
+    "rt.synchronize_with_timeout.below_minus_one",
+    "error-codes",
+    expect=[107000, 107000, 107000],
+    evidence=API_ERROR + "timeout < -1 -> RT_ERROR_INVALID_VALUE (107000)",
+)
+def _timeout_negative(p: Probe) -> Any:
+    return _timeouts(p, -2)
+
+
+@case(
+    "rt.synchronize_with_timeout.forever_and_positive",
+    "error-codes",
+    expect=[[0, 0, 0], [0, 0, 0]],
+    evidence=API_ERROR + "timeout -1 waits without limit, > 0 is milliseconds",
+)
+def _timeout_valid(p: Probe) -> Any:
+    return [_timeouts(p, -1), _timeouts(p, 5000)]
+
+
+# ---------------------------------------------------------------------------- contexts
+
+
+@case(
+    "rt.wrong_context",
+    "error-codes",
+    expect=[107003, 107003, 107003, 107003],
+    evidence="src/runtime/api/impl/api_impl.cc: a stream of another context on memcpy_async, "
+    "memset_async, record_event, synchronize_stream -> RT_ERROR_STREAM_CONTEXT (107003)",
+)
+def _wrong_context(p: Probe) -> Any:
+    rt = p.acl.rt
+    first = p.context()
+    stream = p.stream()  # belongs to `first`
+    # Destroy the stream with `first` current, whatever the probe left current.
+    p.defer(rt.set_context, first)
+    p.context()  # a second context is now current
+    dev = p.malloc(256)
+    host = p.malloc_host(256)
+    event = p.event()
+    return [
+        rt.memcpy_async(dev, 256, host, 256, HOST_TO_DEVICE, stream),
+        rt.memset_async(dev, 256, 0, 256, stream),
+        rt.record_event(event, stream),
+        rt.synchronize_stream(stream),
+    ]
+
+
+@case(
+    "rt.destroy_context.default_context",
+    "error-codes",
+    expect=107002,
+    evidence="src/acl/aclrt_impl/context.cpp and src/runtime/core/src/runtime.cc: the default "
+    "context of a device cannot be destroyed -> ACL_ERROR_RT_CONTEXT_NULL (107002)",
+)
+def _destroy_default(p: Probe) -> Any:
+    ctx = p.ok("rt.get_context")
+    return p.acl.rt.destroy_context(ctx)
+
+
+@case(
+    "rt.no_context",
+    "error-codes",
+    expect=[[0, 107002], [0, 107002], [0, 107002], [0, 107002]],
+    phase="init",
+    evidence=SIM_CHOICE + " (runtime: no current context -> RT_ERROR_CONTEXT_NULL)",
+)
+def _no_context(p: Probe) -> Any:
+    rt = p.acl.rt
+    out = []
+    for result, free in (
+        (rt.get_context(), None),
+        (rt.get_device(), None),
+        (rt.create_stream(), rt.destroy_stream),
+        (rt.malloc(64, 0), rt.free),
+    ):
+        if result[1] == 0 and free is not None:
+            p.defer(free, result[0])
+        out.append(list(result))
+    return out
+
+
+@case(
+    "rt.reset_device.refcount_zero",
+    "error-codes",
+    expect=[507007, 507007],
+    phase="init",
+    evidence="src/runtime/core/src/runtime.cc and " + API_ERROR + "resetting a device whose "
+    "set_device refcount is 0 -> ACL_ERROR_RT_CONTEXT_RELEASE_ERROR (507007)",
+)
+def _reset_zero(p: Probe) -> Any:
+    return [p.acl.rt.reset_device(p.device), p.acl.rt.reset_device_force(p.device)]
+
+
+# ---------------------------------------------------------------------------- events
+
+
+@case(
+    "rt.event_elapsed_time.unrecorded",
+    "error-codes",
+    expect=[0.0, 507000],
+    evidence=API_ERROR + "EventElapsedTime on events never recorded -> "
+    "ACL_ERROR_RT_INTERNAL_ERROR (507000)",
+)
+def _elapsed_unrecorded(p: Probe) -> Any:
+    start, end = p.event(), p.event()
+    return list(p.acl.rt.event_elapsed_time(start, end))
+
+
+# ---------------------------------------------------------------------------- stale handles
+
+
+def _stale(p: Probe, create: str, destroy: str, *args: Any) -> list[int]:
+    """Create with *create*, destroy twice with *destroy*; the two return codes."""
+    handle = p.ok(create, *args)
+    alive = [True]
+    p.defer(lambda: alive and p.fn(destroy)(handle))
+    first = p.fn(destroy)(handle)
+    if first == 0:
+        alive.clear()
+    return [first, p.fn(destroy)(handle)]
+
+
+@case(
+    "rt.free.double_free",
+    "error-codes",
+    expect=[0, 207002],
+    isolated=True,
+    evidence=SIM_CHOICE + " (runtime free of an address it does not hold -> RT_ERROR_MEMORY_FREE)",
+)
+def _double_free(p: Probe) -> Any:
+    return _stale(p, "rt.malloc", "rt.free", 256, 0)
+
+
+@case(
+    "rt.free_host.double_free",
+    "error-codes",
+    expect=[0, 207002],
+    isolated=True,
+    evidence=SIM_CHOICE,
+)
+def _double_free_host(p: Probe) -> Any:
+    return _stale(p, "rt.malloc_host", "rt.free_host", 256)
+
+
+@case(
+    "rt.destroy_stream.twice",
+    "error-codes",
+    expect=[0, 107017],
+    isolated=True,
+    evidence=SIM_CHOICE + " (runtime: RT_ERROR_INVALID_HANDLE family)",
+)
+def _stream_twice(p: Probe) -> Any:
+    return _stale(p, "rt.create_stream", "rt.destroy_stream")
+
+
+@case(
+    "rt.destroy_event.twice",
+    "error-codes",
+    expect=[0, 107017],
+    isolated=True,
+    evidence=SIM_CHOICE,
+)
+def _event_twice(p: Probe) -> Any:
+    return _stale(p, "rt.create_event", "rt.destroy_event")
+
+
+@case(
+    "rt.destroy_context.twice",
+    "error-codes",
+    expect=[0, 107017],
+    isolated=True,
+    evidence=SIM_CHOICE,
+)
+def _context_twice(p: Probe) -> Any:
+    previous = p.current_context()
+    p.defer(p.acl.rt.set_context, previous)
+    return _stale(p, "rt.create_context", "rt.destroy_context", p.device)
+
+
+@case(
+    "rt.stale_handles.use",
+    "error-codes",
+    expect=[107017, 107017, 107000],
+    isolated=True,
+    evidence=SIM_CHOICE + " (destroyed stream/event handles; freed device pointer in memcpy)",
+)
+def _stale_use(p: Probe) -> Any:
+    rt = p.acl.rt
+    stream = p.ok("rt.create_stream")
+    event = p.ok("rt.create_event")
+    dev = p.ok("rt.malloc", 64, 0)
+    for destroy, handle in ((rt.destroy_stream, stream), (rt.destroy_event, event), (rt.free, dev)):
+        if destroy(handle) != 0:
+            p.defer(destroy, handle)
+    src = p.pageable(b"x" * 64)
+    return [
+        rt.synchronize_stream(stream),
+        rt.synchronize_event(event),
+        rt.memcpy(dev, 64, src, 64, HOST_TO_DEVICE),
+    ]
+
+
+@case(
+    "destroy_data_buffer.twice",
+    "error-codes",
+    expect=[0, 100000],
+    isolated=True,
+    evidence=SIM_CHOICE + " (acl layer: data buffers are checked by the acl wrapper)",
+)
+def _buffer_twice(p: Probe) -> Any:
+    acl = p.acl
+    buf = acl.create_data_buffer(0, 0)
+    first = acl.destroy_data_buffer(buf)
+    if first != 0:
+        p.defer(acl.destroy_data_buffer, buf)
+    return [first, acl.destroy_data_buffer(buf)]
