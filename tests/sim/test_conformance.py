@@ -19,7 +19,6 @@ from ascend_safe import conformance, sim
 #: the reference). Strict: when the fix lands the test turns red; remove the entry then.
 PENDING_SIMULATOR_FIXES: dict[str, str] = {
     "rt.get_run_mode.before_init": "get_run_mode needs no acl.init",
-    "functions.sample_calls_present": "app_log, set_op_wait_timeout, util.start/stop_thread",
     "rt.get_mem_info.unknown_attribute": "unknown mem attr gives 107016",
     "rt.memcpy.count_over_max": "count > max on memcpy gives 107000",
     "rt.memset_async.count_over_max": "count > max on memset_async gives 107000",
