@@ -49,10 +49,10 @@ import contextlib
 import os
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
-from . import _config
+from . import _config, _model_file
 from ._api import SPECS, build_modules
 from ._core import Violation
 from ._runtime import Simulator
@@ -70,10 +70,12 @@ __all__ = [
     "inject_fault",
     "install",
     "live_handles",
+    "model_bytes",
     "reset",
     "reset_call_counts",
     "uninstall",
     "violations",
+    "write_model",
 ]
 
 _SIM = Simulator()
@@ -190,6 +192,48 @@ def hold_streams() -> Iterator[None]:
         yield
     finally:
         _SIM.unhold()
+
+
+def model_bytes(
+    *,
+    inputs: Sequence[Sequence[Any]],
+    outputs: Sequence[Sequence[Any]],
+    ops: Optional[Sequence[dict[str, Any]]] = None,
+    dynamic_batch: Optional[Sequence[int]] = None,
+    dynamic_hw: Optional[Sequence[Sequence[int]]] = None,
+) -> bytes:
+    """The bytes of a simulated model (for ``acl.mdl.load_from_mem``); see :func:`write_model`."""
+    return _model_file.encode(
+        inputs=inputs, outputs=outputs, ops=ops, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw
+    )
+
+
+def write_model(
+    path: str | os.PathLike[str],
+    *,
+    inputs: Sequence[Sequence[Any]],
+    outputs: Sequence[Sequence[Any]],
+    ops: Optional[Sequence[dict[str, Any]]] = None,
+    dynamic_batch: Optional[Sequence[int]] = None,
+    dynamic_hw: Optional[Sequence[Sequence[int]]] = None,
+) -> None:
+    """Write a model file the simulator loads (``acl.mdl.load_from_file``); needs numpy.
+
+    *inputs* and *outputs* are sequences of ``(name, dtype, shape)`` (optionally a fourth item,
+    the format ``"NCHW"``, ``"NHWC"`` or ``"ND"``); a ``-1`` dim is dynamic. *ops* is the
+    pipeline, a list of dicts such as ``{"op": "matmul", "weight": array}``,
+    ``{"op": "mul", "value": 2.0}``, ``{"op": "add", "input": "b"}``, ``{"op": "relu"}``,
+    ``{"op": "softmax", "axis": -1}``, ``{"op": "argmax"}``, ``{"op": "reshape", "shape": [..]}``,
+    ``{"op": "output", "name": "..."}`` (see docs/simulator.md). ``ops=None`` with one input and
+    one output of the same dtype and shape is the identity. *dynamic_batch* (batch sizes) or
+    *dynamic_hw* (``[height, width]`` pairs) add the ``ascend_mbatch_shape_data`` input.
+    Raises ValueError if the simulator would refuse the model.
+    """
+    data = model_bytes(
+        inputs=inputs, outputs=outputs, ops=ops, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw
+    )
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 def _state_for_tests() -> Optional[Simulator]:

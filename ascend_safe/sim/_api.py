@@ -9,11 +9,13 @@ from typing import Any, Callable, Optional
 
 from ._alloc import is_device_address
 from ._core import ApiSpec
+from ._media import DESCRIPTOR_PAIRS
 from ._runtime import Simulator
 
 __all__ = ["SPECS", "build_modules"]
 
 _MASK64 = (1 << 64) - 1
+_MASK32 = (1 << 32) - 1
 _INT_MIN = -(1 << 31)
 _INT_MAX = (1 << 31) - 1
 
@@ -25,7 +27,8 @@ def _spec(name: str, fmt: str, outs: Optional[tuple[Any, ...]] = (), **flags: An
 
 #: Every simulated function: dotted name below ``acl``, parse format, outputs before ``ret``.
 #: Format letters follow CPython's ``PyArg_ParseTuple``: ``k`` unsigned long (masked, bool ok),
-#: ``i`` C int (range-checked), ``s`` str, ``O`` any object, ``|`` starts optional arguments.
+#: ``i`` C int (range-checked), ``s`` str, ``O`` any object, ``|`` starts optional arguments,
+#: ``I`` unsigned int and ``K`` unsigned long long (both masked, no overflow check).
 SPECS: tuple[ApiSpec, ...] = (
     _spec("init", "|s", needs_init=False),
     _spec("finalize", "", needs_init=False, cleanup=True),
@@ -90,6 +93,59 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("util.ptr_to_numpy", "kOi", None, needs_init=False, util=True, locked=False),
     _spec("util.bytes_to_ptr", "O", None, needs_init=False, util=True, locked=False),
     _spec("util.ptr_to_bytes", "kk", None, needs_init=False, util=True, locked=False),
+    # ---------------------------------------------------------------- models (_model.py)
+    # Formats and return shapes from pyACL mdl/mdl_wrap.cpp.
+    _spec("mdl.load_from_file", "s", (0,)),
+    _spec("mdl.load_from_mem", "kk", (0,)),
+    _spec("mdl.load_from_file_with_mem", "skkkk", (0,)),
+    _spec("mdl.load_from_mem_with_mem", "kkkkkk", (0,)),
+    _spec("mdl.query_size", "s", (0, 0)),
+    _spec("mdl.query_size_from_mem", "kk", (0, 0)),
+    _spec("mdl.unload", "I", cleanup=True),
+    _spec("mdl.create_desc", "", None, bare_default=0, needs_init=False),
+    _spec("mdl.destroy_desc", "k", needs_init=False, cleanup=True),
+    _spec("mdl.get_desc", "kI"),
+    _spec("mdl.get_num_inputs", "k", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_num_outputs", "k", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_input_size_by_index", "kk", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_output_size_by_index", "kk", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_input_dims", "kk", ({},), needs_init=False),
+    _spec("mdl.get_output_dims", "kk", ({},), needs_init=False),
+    _spec("mdl.get_cur_output_dims", "kk", ({},), needs_init=False),
+    _spec("mdl.get_input_data_type", "kk", None, bare_default=-1, needs_init=False),
+    _spec("mdl.get_output_data_type", "kk", None, bare_default=-1, needs_init=False),
+    _spec("mdl.get_input_format", "kk", None, bare_default=-1, needs_init=False),
+    _spec("mdl.get_output_format", "kk", None, bare_default=-1, needs_init=False),
+    _spec("mdl.get_input_name_by_index", "kk", None, needs_init=False),
+    _spec("mdl.get_output_name_by_index", "kk", None, needs_init=False),
+    _spec("mdl.get_input_index_by_name", "ks", (0,), needs_init=False),
+    _spec("mdl.get_output_index_by_name", "ks", (0,), needs_init=False),
+    _spec("mdl.get_dynamic_batch", "k", ({},), needs_init=False),
+    _spec("mdl.get_dynamic_hw", "kk", ({},), needs_init=False),
+    _spec("mdl.create_dataset", "", None, bare_default=0, needs_init=False),
+    _spec("mdl.destroy_dataset", "k", needs_init=False, cleanup=True),
+    _spec("mdl.add_dataset_buffer", "kk", (0,), needs_init=False),
+    _spec("mdl.get_dataset_num_buffers", "k", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_dataset_buffer", "kk", None, bare_default=0, needs_init=False),
+    _spec("mdl.set_dynamic_batch_size", "IkkK"),
+    _spec("mdl.set_dynamic_hw_size", "IkkKK"),
+    _spec("mdl.execute", "Ikk", locked=False),
+    _spec("mdl.execute_async", "Ikkk"),
+    # ------------------------------------------- descriptor create/destroy pairs (_media.py)
+    *(
+        spec
+        for pair in DESCRIPTOR_PAIRS
+        for spec in (
+            _spec(pair.create, pair.create_fmt, None, bare_default=0, needs_init=False),
+            _spec(
+                pair.destroy,
+                "k",
+                None if pair.destroy_returns_none else (),
+                needs_init=False,
+                cleanup=True,
+            ),
+        )
+    ),
 )
 
 
@@ -109,6 +165,10 @@ def _parse(full: str, fmt: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
             if not isinstance(value, int) or not _INT_MIN <= value <= _INT_MAX:
                 raise TypeError(f"{full} args parse failed")
             out.append(int(value))
+        elif letter in "IK":
+            if not isinstance(value, int):
+                raise TypeError(f"{full} args parse failed")
+            out.append(int(value) & (_MASK32 if letter == "I" else _MASK64))
         elif letter == "s":
             if not isinstance(value, str):
                 raise TypeError(f"{full} args parse failed")
@@ -231,7 +291,7 @@ def build_modules(sim: Simulator) -> dict[str, types.ModuleType]:
     root.__path__ = []
     root.__ascend_safe_sim__ = True  # type: ignore[attr-defined]
     modules = {"acl": root}
-    for sub in ("rt", "media", "util", "mdl"):
+    for sub in ("rt", "media", "util", "mdl", "op"):
         module = types.ModuleType(f"acl.{sub}", f"Simulated pyacl acl.{sub}.")
         setattr(root, sub, module)
         modules[f"acl.{sub}"] = module
