@@ -50,6 +50,7 @@ from .stream import DefaultStream, Stream
 from .workers import (
     close_worker_sessions,
     current_device,
+    keep,
     worker,
     worker_mp_pool,
     worker_pool,
@@ -106,6 +107,7 @@ __all__ = [
     "create_handle",
     "current_device",
     "get_fork_policy",
+    "keep",
     "leak_report",
     "live_resources",
     "set_fork_policy",
