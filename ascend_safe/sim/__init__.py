@@ -7,14 +7,16 @@ imports the rest of ``ascend_safe``. Full documentation: ``docs/simulator.md``.
 
 Layout, split by domain like pyACL's own source: ``_core`` (handles, dispatch, violations,
 faults), ``_stream`` (streams and events), ``_context``, ``_memory`` (over ``_alloc``'s address
-ranges), ``_buffer`` (data buffers), ``_process`` (process-creation hook, hibernation) and
-``_runtime`` (init, devices, teardown), which composes them into :class:`Simulator`; ``_api``
-builds the ``acl`` module tree.
+ranges), ``_buffer`` (data buffers), ``_model`` (models, descriptions, datasets; the model file
+format is ``_model_file``), ``_media`` (descriptor create/destroy pairs), ``_process``
+(process-creation hook, hibernation) and ``_runtime`` (init, devices, teardown), which composes
+them into :class:`Simulator`; ``_api`` builds the ``acl`` module tree.
 
 Module tree: ``acl`` (init, finalize, finalize_reference, get_version, get_soc_name,
 get_recent_err_msg, get_cann_version, data buffers), ``acl.rt`` (device, context, stream, event,
 memory), ``acl.media`` (dvpp_malloc, dvpp_free), ``acl.util`` (numpy/bytes pointer helpers),
-``acl.mdl`` (empty). No constants are exported, as in pyacl. Arguments are positional only; a
+``acl.mdl`` (models, datasets, AIPP), ``acl.op`` (attributes), descriptor pairs in ``acl.media``
+and ``acl`` (tensor descriptions). No constants are exported, as in pyacl. Arguments are positional only; a
 wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
 
 Options (``configure(**options)``, or the environment variable ``ASCEND_SAFE_SIM_<OPTION>``
@@ -32,6 +34,7 @@ read at import and at ``reset()``; unknown option -> TypeError, bad value -> Val
 - ``lose_device_on_hibernate`` (True): see :func:`hibernate`.
 - ``record_file`` (None): violations are also appended to this file as JSON lines, so a parent
   sees those of its children (``ASCEND_SAFE_SIM_RECORD_FILE`` is inherited).
+- ``model_cost_per_mb`` (0.002 s): time a model execution takes per MiB it reads and writes.
 
 Error codes the reference leaves open, as chosen here: out-of-range device 107001; no current
 context 107002; stale/foreign/double-destroyed handle 107017 (data buffers: 100000); destroying
