@@ -16,8 +16,8 @@ Module tree: ``acl`` (init, finalize, finalize_reference, get_version, get_soc_n
 get_recent_err_msg, get_cann_version, data buffers), ``acl.rt`` (device, context, stream, event,
 memory), ``acl.media`` (dvpp_malloc, dvpp_free), ``acl.util`` (numpy/bytes pointer helpers),
 ``acl.mdl`` (models, datasets, AIPP), ``acl.op`` (attributes), descriptor pairs in ``acl.media``
-and ``acl`` (tensor descriptions). No constants are exported, as in pyacl. Arguments are positional only; a
-wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
+and ``acl`` (tensor descriptions). No constants are exported, as in pyacl. Arguments are
+positional only; a wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
 
 Options (``configure(**options)``, or the environment variable ``ASCEND_SAFE_SIM_<OPTION>``
 read at import and at ``reset()``; unknown option -> TypeError, bad value -> ValueError):
