@@ -233,7 +233,8 @@ def test_fault_at_every_model_call_leaves_nothing(sim: Any, mlp: str) -> None:
 
     sim.reset_call_counts()
     _scenario(mlp)
-    counts = {k: v for k, v in sim.call_counts().items() if k.startswith("mdl.") or "data" in k}
+    skip = {"get_recent_err_msg", "get_soc_name"}  # see test_faults.py
+    counts = {k: v for k, v in sim.call_counts().items() if k not in skip}
     assert {"mdl.load_from_file", "mdl.execute", "mdl.execute_async", "mdl.unload"} <= set(counts)
     cases = [(api, n) for api, total in sorted(counts.items()) for n in range(total)]
     assert len(cases) > 20
