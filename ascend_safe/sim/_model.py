@@ -30,6 +30,7 @@ GE_EXEC_MODEL_PATH_INVALID = 145002
 GE_EXEC_MODEL_ID_INVALID = 145003
 RT_MODEL_CONTEXT = 107004
 RT_STREAM_CONTEXT = 107003
+RT_MODEL_EXECUTE = 507011
 _UNDEFINED = -1  # ACL_DT_UNDEFINED / ACL_FORMAT_UNDEFINED
 
 
@@ -590,8 +591,11 @@ class ModelDomain(MemoryDomain):
             nbytes = int(np.dtype(dtype).itemsize) * _count(shape)
             raw = ctypes.string_at(real, nbytes)
             arrays.append(np.frombuffer(raw, dtype=dtype).reshape(shape))
-        with np.errstate(all="ignore"):
-            results = plan.model.spec.run(arrays)
+        try:
+            with np.errstate(all="ignore"):
+                results = plan.model.spec.run(arrays)
+        except (ValueError, TypeError, IndexError, MemoryError) as exc:
+            raise Fail(RT_MODEL_EXECUTE, f"model {plan.model.id} failed: {exc}") from None
         for k, ((real, capacity), value) in enumerate(zip(plan.outputs, results)):
             data = value.tobytes()
             if len(data) > capacity:

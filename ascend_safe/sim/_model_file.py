@@ -46,6 +46,7 @@ MAX_DIMS = 8
 MAX_OPS = 256
 MAX_GEARS = 100
 MAX_ELEMENTS = 1 << 28
+MAX_TENSOR_BYTES = 256 << 20
 #: Name of the extra input that carries the chosen batch size or image size (CANN's
 #: ``ACL_DYNAMIC_TENSOR_NAME``).
 DYNAMIC_INPUT = "ascend_mbatch_shape_data"
@@ -191,15 +192,22 @@ class ModelSpec:
             kind = op["op"]
             if kind == "add":
                 if "input" in op:
-                    current = current + by_name[op["input"]]
+                    other = by_name[op["input"]]
+                    _bounded(np.broadcast_shapes(current.shape, other.shape))
+                    current = current + other
                 elif "weight" in op:
-                    current = current + self.weights[op["weight"]]
+                    other = self.weights[op["weight"]]
+                    _bounded(np.broadcast_shapes(current.shape, other.shape))
+                    current = current + other
                 else:
                     current = current + np.asarray(op["value"], dtype=current.dtype)
             elif kind == "mul":
                 current = current * np.asarray(op["value"], dtype=current.dtype)
             elif kind == "matmul":
-                current = np.matmul(current, self.weights[op["weight"]])
+                weight = self.weights[op["weight"]]
+                if current.ndim and weight.ndim == 2:
+                    _bounded(current.shape[:-1] + weight.shape[1:])
+                current = np.matmul(current, weight)
             elif kind == "relu":
                 current = np.maximum(current, np.zeros((), dtype=current.dtype))
             elif kind == "softmax":
@@ -230,6 +238,12 @@ class ModelSpec:
 
 def _count(shape: Sequence[int]) -> int:
     return int(math.prod(shape))
+
+
+def _bounded(shape: Sequence[int]) -> None:
+    """Refuse an intermediate value larger than a tensor may be (hostile weight shapes)."""
+    if _count(shape) > MAX_ELEMENTS:
+        raise ValueError(f"an intermediate value of shape {list(shape)} is too large")
 
 
 def _fail(message: str) -> ModelFileError:
@@ -382,7 +396,8 @@ def _tensors(
                 raise _fail(f"input {name}: with dynamic_hw only H and W of NCHW/NHWC may be -1")
             if not batches and not hws:
                 raise _fail(f"input {name} has a -1 dim but the model declares no dynamic sizes")
-        if _count([d if d > 0 else 1 for d in dims]) > MAX_ELEMENTS or 0 in dims:
+        itemsize = 8 if dtype in ("int64", "uint64", "float64") else 4
+        if _count([d if d > 0 else 1 for d in dims]) * itemsize > MAX_TENSOR_BYTES or 0 in dims:
             raise _fail(f"{what}[{i}] ({name}) declares {list(dims)}: empty or too large")
         out.append(TensorSpec(name, dtype, dims, fmt))
     return out
@@ -456,6 +471,8 @@ def _dry_run(spec: ModelSpec, np: Any) -> None:
         ]
         try:
             results = spec.run(arrays)
+        except MemoryError:
+            raise _fail("the pipeline needs more memory than this host has") from None
         except (ValueError, TypeError, IndexError) as exc:  # numpy's AxisError is both
             raise _fail(f"the pipeline does not fit the declared inputs: {exc}") from None
         for k, (out, value) in enumerate(zip(spec.outputs, results)):

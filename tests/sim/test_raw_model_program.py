@@ -54,7 +54,8 @@ class RawModel:
             size = array.nbytes
             ptr, ret = acl.rt.malloc(size, ACL_MEM_MALLOC_NORMAL_ONLY)
             check_ret("acl.rt.malloc", ret)
-            host = acl.util.numpy_to_ptr(array)
+            data = array.tobytes()
+            host = acl.util.bytes_to_ptr(data)
             check_ret(
                 "acl.rt.memcpy", acl.rt.memcpy(ptr, size, host, size, ACL_MEMCPY_HOST_TO_DEVICE)
             )

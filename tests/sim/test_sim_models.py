@@ -6,6 +6,7 @@ import io
 import json
 import pickle
 import struct
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -313,6 +314,15 @@ HOSTILE = {
         },
         _npy(np.array([1, "a"], dtype=object)),
     ),
+    "huge intermediate": _raw(
+        {
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [1 << 15, 1]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [1 << 15, 1]}],
+            "weights": [{"offset": 0, "nbytes": len(_npy(np.zeros((1, 1 << 15), np.float32)))}],
+            "ops": [{"op": "matmul", "weight": 0}],
+        },
+        _npy(np.zeros((1, 1 << 15), np.float32)),
+    ),
 }
 
 
@@ -332,6 +342,15 @@ def test_hostile_model_files_are_refused(
         GE_PARAM_INVALID,
     )
     assert "model" not in sim.live_handles()
+
+
+def test_models_need_numpy(
+    device: types.ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _mlp(tmp_path)
+    monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy now fails
+    assert device.mdl.load_from_file(path) == (0, GE_LOAD_MODEL)
+    assert "need numpy" in device.get_recent_err_msg()
 
 
 def test_missing_file(device: types.ModuleType, tmp_path: Path) -> None:
