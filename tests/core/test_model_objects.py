@@ -252,3 +252,23 @@ def test_fault_at_every_model_call_leaves_nothing(sim: Any, mlp: str) -> None:
                 root.close()
         assert sim.live_handles() == {}, (api, after, sim.live_handles())
         assert sim.violations() == [], (api, after, sim.violations())
+
+
+def test_dynamic_image_size_is_a_parameter(sim: Any, tmp_path: Path) -> None:
+    path = str(tmp_path / "hw.simmdl")
+    sim.write_model(
+        path,
+        inputs=[("image", "uint8", (1, 3, -1, -1), "NCHW")],
+        outputs=[("scaled", "float32", (1, 3, -1, -1))],
+        ops=[{"op": "mul", "value": 3}],
+        dynamic_hw=[[4, 6], [8, 8]],
+    )
+    with asf.Device(0) as dev, asf.Model(dev, path) as model:
+        assert model.dynamic_hw == ((4, 6), (8, 8))
+        for h, w in ((8, 8), (4, 6)):
+            image = np.arange(3 * h * w, dtype=np.uint8).reshape(1, 3, h, w)
+            (scaled,) = model.execute([image])
+            assert scaled.shape == (1, 3, h, w)
+            np.testing.assert_array_equal(scaled, (image * np.uint8(3)).astype(np.float32))
+        with pytest.raises(ValueError, match=r"image size \(5, 5\) is not one of"):
+            model.execute([np.zeros((1, 3, 5, 5), np.uint8)])

@@ -7,6 +7,7 @@ import json
 import pickle
 import struct
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -391,3 +392,25 @@ def test_descriptor_pairs(device: types.ModuleType) -> None:
         assert _kinds()[-1] == "double_free"
     assert acl.media.dvpp_destroy_pic_desc(acl.op.create_attr()) == INVALID_PARAM
     assert _kinds()[-1] == "foreign_handle"
+
+
+def test_models_on_two_streams_overlap(device: types.ModuleType, tmp_path: Path) -> None:
+    acl = device
+    sim.configure(model_cost_per_mb=1500.0)  # about 0.1 s per execution of this model
+    model_id, _ = acl.mdl.load_from_file(_mlp(tmp_path))
+    streams = [acl.rt.create_stream()[0] for _ in range(2)]
+    sets = [(_dataset(acl, [32]), _dataset(acl, [24])) for _ in streams]
+    started = time.perf_counter()
+    for stream, ((ids, _), (ods, _)) in zip(streams, sets):
+        assert acl.mdl.execute_async(model_id, ids, ods, stream) == 0
+    for stream in streams:
+        assert acl.rt.synchronize_stream(stream) == 0
+    both = time.perf_counter() - started
+    started = time.perf_counter()
+    (ids, _), (ods, _) = sets[0]
+    assert acl.mdl.execute(model_id, ids, ods) == 0
+    one = time.perf_counter() - started
+    assert one > 0.05 and both < 1.6 * one  # the two ran at the same time, not one after another
+    for stream in streams:
+        acl.rt.destroy_stream(stream)
+    acl.mdl.unload(model_id)
