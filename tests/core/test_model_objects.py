@@ -272,3 +272,19 @@ def test_dynamic_image_size_is_a_parameter(sim: Any, tmp_path: Path) -> None:
             np.testing.assert_array_equal(scaled, (image * np.uint8(3)).astype(np.float32))
         with pytest.raises(ValueError, match=r"image size \(5, 5\) is not one of"):
             model.execute([np.zeros((1, 3, 5, 5), np.uint8)])
+
+
+def test_a_model_dropped_while_open_warns_and_is_released(sim: Any, mlp: str) -> None:
+    import gc
+
+    with asf.Device(0) as dev:
+
+        def use_and_drop() -> None:
+            model = asf.Model(dev, mlp)
+            model.execute([np.zeros((2, 4), np.float32)])
+
+        with pytest.warns(ResourceWarning, match="unclosed <Model"):
+            use_and_drop()
+            gc.collect()
+        assert asf.live_resources() == [dev]
+        assert "model" not in sim.live_handles()
