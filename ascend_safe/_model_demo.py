@@ -93,7 +93,7 @@ def run(batches: int, workers: int) -> bool:
     for pid, (device, loads, open_now, count) in sorted(per_worker.items()):
         print(
             f"  worker {pid} on device {device}: {count} batches, model loaded {loads} time(s); "
-            f"open between calls: {', '.join(open_now)}"
+            f"open in the worker: {', '.join(open_now)}"
         )
     rate = batches * BATCH / elapsed if elapsed > 0 else float("inf")
     print(
