@@ -5,7 +5,8 @@ channel and picture descriptions, ROI and resize configs, JPEG/VDEC/VENC configs
 attributes, tensor descriptions) that must each be destroyed with a matching call. :data:`PAIRS`
 lists them; :func:`create` turns any of them into a :class:`Handle` with the lifetime core's
 guarantees: a ``with`` block, idempotent ``close()``, no use after close, teardown before its
-device or context, and a place in leak reports.
+device or context, and a place in leak reports. It sits below ``model.py``: a model's
+description and datasets are handles too.
 """
 
 from __future__ import annotations

@@ -497,7 +497,8 @@ class ModelDomain(MemoryDomain):
         self, model: LoadedModel, ptr: int, count: int, what: str
     ) -> tuple[int, Alloc]:
         real, alloc = self._resolve(ptr, count, what)
-        if alloc is None or not alloc.is_device:
+        # In RC mode (run_mode 0) the host is the device: malloc_host memory serves too.
+        if alloc is None or (not alloc.is_device and self.config.run_mode != 0):
             raise Fail(
                 RT_PARAM_INVALID,
                 f"{what} 0x{ptr:x} is host memory; model inputs and outputs must be device memory",
