@@ -147,8 +147,10 @@ class Model(InContext):
     kind = "model"
     teardown_rank = 1
     __slots__ = (
+        "_data_index",
         "_dynamic_batch",
         "_dynamic_hw",
+        "_dynamic_index",
         "_inputs",
         "_last_stream",
         "_lock",
@@ -181,6 +183,8 @@ class Model(InContext):
         self._outputs: tuple[TensorInfo, ...] = ()
         self._dynamic_batch: tuple[int, ...] = ()
         self._dynamic_hw: tuple[tuple[int, int], ...] = ()
+        self._data_index: tuple[int, ...] = ()  # positions of the data inputs among all inputs
+        self._dynamic_index: int | None = None  # position of the dynamic-size input
         self._construct(lambda: self._create(data))
 
     # -- construction -------------------------------------------------------------------------
@@ -231,7 +235,10 @@ class Model(InContext):
                 _lifetime.call_all([b.close for b in buffers])
                 raise
         parts.inputs, parts.outputs = datasets
-        self._inputs = tuple(i for i in inputs if i.name != DYNAMIC_INPUT)
+        self._data_index = tuple(k for k, i in enumerate(inputs) if i.name != DYNAMIC_INPUT)
+        dynamic = [k for k, i in enumerate(inputs) if i.name == DYNAMIC_INPUT]
+        self._dynamic_index = dynamic[0] if dynamic else None
+        self._inputs = tuple(inputs[k] for k in self._data_index)
         self._outputs = tuple(outputs)
 
     def _info(self, desc: int, index: int, *, output: bool) -> TensorInfo:
@@ -327,7 +334,7 @@ class Model(InContext):
         assert parts.inputs is not None and parts.outputs is not None
         with self._lock:
             self._wait_other_stream(stream_obj)
-            in_mem = parts.memory[: len(parts.inputs)]
+            in_mem = [parts.memory[k] for k in self._data_index]
             out_mem = parts.memory[len(parts.inputs) :]
             for memory, item, need in zip(in_mem, items, needs):
                 if stream_obj is None:
@@ -485,7 +492,9 @@ class Model(InContext):
         last = self._last_stream
         if last is not None and not last.closed:
             last._drain_if_busy()  # the size is written at once; queued runs must read theirs
-        index = len(parts.inputs) - 1
+        index = self._dynamic_index
+        if index is None:
+            raise ValueError(f"{self!r} has no {DYNAMIC_INPUT!r} input to set its size in")
         self._owner.make_current()
         if len(gear) == 1:
             _backend.call(
