@@ -1,6 +1,7 @@
 """ascend_safe: safe-by-construction resource management for Huawei Ascend NPUs over pyacl.
 
-Devices, contexts, streams, events, memory and data buffers are objects with ``with`` blocks and
+Devices, contexts, streams, events, memory, data buffers, models, datasets and every other
+pyacl create/destroy pair are objects with ``with`` blocks and
 ordered teardown; allocations are zero-filled; closed objects raise instead of passing stale
 handles. Without pyacl, the built-in simulator (:mod:`ascend_safe.sim`) stands in for it.
 """
@@ -42,11 +43,15 @@ from .errors import (
 )
 from .event import Event
 from .fork import FORK_POLICIES, get_fork_policy, guard_process_creation, set_fork_policy
+from .handles import Handle
+from .handles import create as create_handle
 from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, HostMemory, Memory
+from .model import Dataset, Model, TensorInfo
 from .stream import DefaultStream, Stream
 from .workers import (
     close_worker_sessions,
     current_device,
+    keep,
     worker,
     worker_mp_pool,
     worker_pool,
@@ -69,6 +74,7 @@ __all__ = [
     "Context",
     "DataBuffer",
     "DataType",
+    "Dataset",
     "DefaultStream",
     "Device",
     "DeviceMemory",
@@ -79,11 +85,13 @@ __all__ = [
     "EventStatus",
     "EventWaitStatus",
     "ForkSafetyError",
+    "Handle",
     "HostMemory",
     "MallocPolicy",
     "MemAttr",
     "MemcpyKind",
     "Memory",
+    "Model",
     "OutOfDeviceMemoryError",
     "ProcessLimitError",
     "Resource",
@@ -94,11 +102,14 @@ __all__ = [
     "Stream",
     "StreamFlag",
     "StreamStatus",
+    "TensorInfo",
     "__version__",
     "backend_name",
     "close_worker_sessions",
+    "create_handle",
     "current_device",
     "get_fork_policy",
+    "keep",
     "leak_report",
     "live_resources",
     "set_fork_policy",

@@ -60,8 +60,13 @@ def _demo(args: argparse.Namespace) -> int:
         f"time ({busy / (elapsed * 1000):.1f}x)"
     )
     print(f"device memory after the run: {free} free of {total} bytes")
+    served = True
+    if args.model_workers > 0 and backend == "sim":
+        from . import _model_demo
+
+        served = _model_demo.run(args.model_batches, args.model_workers)
     print("leak report:", asf.leak_report())
-    return 0 if checked == args.batches and not asf.live_resources() else 1
+    return 0 if checked == args.batches and served and not asf.live_resources() else 1
 
 
 def _batch(index: int, size: int) -> bytes:
@@ -168,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--streams", type=int, default=3)
     demo.add_argument("--batches", type=int, default=24)
     demo.add_argument("--batch-bytes", type=int, default=64 * 1024)
+    demo.add_argument(
+        "--model-workers", type=int, default=2, help="spawned workers serving a model (0: skip)"
+    )
+    demo.add_argument("--model-batches", type=int, default=64)
     demo.set_defaults(run=_demo)
     doctor = sub.add_parser("doctor", help="report the environment")
     doctor.set_defaults(run=_doctor)

@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
@@ -34,12 +35,14 @@ __all__ = [
     "LEAK_POLICIES",
     "close_worker_sessions",
     "current_device",
+    "keep",
     "worker",
     "worker_mp_pool",
     "worker_pool",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R", bound=_lifetime.Resource)
 LEAK_POLICIES = ("warn", "raise", "ignore")
 _PR_SET_PDEATHSIG = 1
 _PARENT_DEATH_SIGNAL = signal.SIGUSR2
@@ -57,9 +60,29 @@ class _WorkerProcess:
     #: Open sessions, by device id.
     sessions: dict[int, Device] = {}
     prepared_pid = 0
+    #: Resources kept across calls (see :func:`keep`).
+    kept: weakref.WeakSet[_lifetime.Resource] = weakref.WeakSet()
 
 
 _here = _WorkerProcess()
+
+
+def keep(resource: R) -> R:
+    """Keep *resource* open across worker calls: it is not a leak of the call that made it.
+
+    For what a worker process loads once and reuses, such as a model behind a cached loader::
+
+        @functools.cache
+        def load(path: str) -> Model:
+            return keep(Model(current_device(), path))
+
+    It still closes with its device session (at process exit, or
+    :func:`close_worker_sessions`). Returns *resource*.
+    """
+    if not isinstance(resource, _lifetime.Resource):
+        raise TypeError(f"keep() takes a resource object, not {type(resource).__name__}")
+    _here.kept.add(resource)
+    return resource
 
 
 def current_device() -> Device:
@@ -152,7 +175,11 @@ def _release_leftovers(
 ) -> None:
     """Release what this call left open; count what it let the garbage collector find open."""
     _lifetime.drain_deferred()  # objects the call dropped while open
-    left = [r for r in tracker.still_open() if r not in _here.sessions.values()]
+    left = [
+        r
+        for r in tracker.still_open()
+        if r not in _here.sessions.values() and r not in _here.kept
+    ]
     if not left and not tracker.collected:
         return
     kinds = Counter(type(r).__name__ for r in left) + tracker.collected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -98,6 +99,9 @@ def test_demo_runs_and_ends_with_an_empty_leak_report():
     )
     assert proc.returncode == 0, proc.stderr
     assert "verified 12/12 batches" in proc.stdout
+    if importlib.util.find_spec("numpy") is not None:
+        assert "verified 64/64 batches against numpy" in proc.stdout
+        assert proc.stdout.count("model loaded 1 time(s)") == 2  # once per worker process
     assert proc.stdout.rstrip().endswith("leak report: 0 live resources")
     assert proc.stderr == ""
 

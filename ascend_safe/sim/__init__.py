@@ -7,16 +7,18 @@ imports the rest of ``ascend_safe``. Full documentation: ``docs/simulator.md``.
 
 Layout, split by domain like pyACL's own source: ``_core`` (handles, dispatch, violations,
 faults), ``_stream`` (streams and events), ``_context``, ``_memory`` (over ``_alloc``'s address
-ranges), ``_buffer`` (data buffers), ``_process`` (process-creation hook, hibernation),
-``_callback`` (report threads, host callbacks), ``_applog`` (``acl.app_log``) and ``_runtime``
-(init, devices, teardown), which composes them into :class:`Simulator`; ``_api`` builds the
-``acl`` module tree.
+ranges), ``_buffer`` (data buffers), ``_model`` (models, descriptions, datasets; the model file
+format is ``_model_file``), ``_media`` (descriptor create/destroy pairs), ``_process``
+(process-creation hook, hibernation), ``_callback`` (report threads, host callbacks), ``_applog``
+(``acl.app_log``) and ``_runtime`` (init, devices, teardown), which composes them into
+:class:`Simulator`; ``_api`` builds the ``acl`` module tree.
 
 Module tree: ``acl`` (init, finalize, finalize_reference, get_version, get_soc_name,
-get_recent_err_msg, get_cann_version, data buffers, data_type_size, app_log), ``acl.rt`` (device,
-context, stream, event, memory, report threads and host callbacks, op timeouts), ``acl.media``
-(dvpp_malloc, dvpp_free), ``acl.util`` (numpy/bytes pointer helpers, start_thread,
-stop_thread), ``acl.mdl`` (empty). No constants are exported, as in pyacl. Arguments are
+get_recent_err_msg, get_cann_version, data buffers, data_type_size, app_log, tensor
+descriptions), ``acl.rt`` (device, context, stream, event, memory, report threads and host
+callbacks, op timeouts), ``acl.media`` (dvpp_malloc, dvpp_free, descriptor pairs), ``acl.util``
+(numpy/bytes pointer helpers, start_thread, stop_thread), ``acl.mdl`` (models, datasets, AIPP),
+``acl.op`` (attributes). No constants are exported, as in pyacl. Arguments are
 positional only; a wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
 
 Options (``configure(**options)``, or the environment variable ``ASCEND_SAFE_SIM_<OPTION>``
@@ -34,6 +36,7 @@ read at import and at ``reset()``; unknown option -> TypeError, bad value -> Val
 - ``lose_device_on_hibernate`` (True): see :func:`hibernate`.
 - ``record_file`` (None): violations are also appended to this file as JSON lines, so a parent
   sees those of its children (``ASCEND_SAFE_SIM_RECORD_FILE`` is inherited).
+- ``model_cost_per_mb`` (0.002 s): time a model execution takes per MiB it reads and writes.
 
 Error codes the reference leaves open, as chosen here: out-of-range device 107001; no current
 context 107002; stale/foreign/double-destroyed handle 107017 (data buffers: 100000); destroying
@@ -51,10 +54,10 @@ import contextlib
 import os
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
-from . import _config
+from . import _config, _model_file
 from ._api import SPECS, build_modules
 from ._core import Violation
 from ._runtime import Simulator
@@ -72,10 +75,12 @@ __all__ = [
     "inject_fault",
     "install",
     "live_handles",
+    "model_bytes",
     "reset",
     "reset_call_counts",
     "uninstall",
     "violations",
+    "write_model",
 ]
 
 _SIM = Simulator()
@@ -192,6 +197,48 @@ def hold_streams() -> Iterator[None]:
         yield
     finally:
         _SIM.unhold()
+
+
+def model_bytes(
+    *,
+    inputs: Sequence[Sequence[Any]],
+    outputs: Sequence[Sequence[Any]],
+    ops: Optional[Sequence[dict[str, Any]]] = None,
+    dynamic_batch: Optional[Sequence[int]] = None,
+    dynamic_hw: Optional[Sequence[Sequence[int]]] = None,
+) -> bytes:
+    """The bytes of a simulated model (for ``acl.mdl.load_from_mem``); see :func:`write_model`."""
+    return _model_file.encode(
+        inputs=inputs, outputs=outputs, ops=ops, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw
+    )
+
+
+def write_model(
+    path: str | os.PathLike[str],
+    *,
+    inputs: Sequence[Sequence[Any]],
+    outputs: Sequence[Sequence[Any]],
+    ops: Optional[Sequence[dict[str, Any]]] = None,
+    dynamic_batch: Optional[Sequence[int]] = None,
+    dynamic_hw: Optional[Sequence[Sequence[int]]] = None,
+) -> None:
+    """Write a model file the simulator loads (``acl.mdl.load_from_file``); needs numpy.
+
+    *inputs* and *outputs* are sequences of ``(name, dtype, shape)`` (optionally a fourth item,
+    the format ``"NCHW"``, ``"NHWC"`` or ``"ND"``); a ``-1`` dim is dynamic. *ops* is the
+    pipeline, a list of dicts such as ``{"op": "matmul", "weight": array}``,
+    ``{"op": "mul", "value": 2.0}``, ``{"op": "add", "input": "b"}``, ``{"op": "relu"}``,
+    ``{"op": "softmax", "axis": -1}``, ``{"op": "argmax"}``, ``{"op": "reshape", "shape": [..]}``,
+    ``{"op": "output", "name": "..."}`` (see docs/simulator.md). ``ops=None`` with one input and
+    one output of the same dtype and shape is the identity. *dynamic_batch* (batch sizes) or
+    *dynamic_hw* (``[height, width]`` pairs) add the ``ascend_mbatch_shape_data`` input.
+    Raises ValueError if the simulator would refuse the model.
+    """
+    data = model_bytes(
+        inputs=inputs, outputs=outputs, ops=ops, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw
+    )
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 def _state_for_tests() -> Optional[Simulator]:

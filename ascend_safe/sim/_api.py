@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 
 from ._alloc import is_device_address
 from ._core import ApiSpec
+from ._media import DESCRIPTOR_PAIRS
 from ._runtime import Simulator
 
 __all__ = ["SPECS", "build_modules"]
@@ -106,6 +107,59 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("rt.process_report", "i", needs_init=False, locked=False),
     _spec("rt.set_op_wait_timeout", "I", needs_init=False),
     _spec("rt.set_op_execute_time_out", "I", needs_init=False),
+    # ---------------------------------------------------------------- models (_model.py)
+    # Formats and return shapes from pyACL mdl/mdl_wrap.cpp.
+    _spec("mdl.load_from_file", "s", (0,)),
+    _spec("mdl.load_from_mem", "kk", (0,)),
+    _spec("mdl.load_from_file_with_mem", "skkkk", (0,)),
+    _spec("mdl.load_from_mem_with_mem", "kkkkkk", (0,)),
+    _spec("mdl.query_size", "s", (0, 0)),
+    _spec("mdl.query_size_from_mem", "kk", (0, 0)),
+    _spec("mdl.unload", "I", cleanup=True),
+    _spec("mdl.create_desc", "", None, bare_default=0, needs_init=False),
+    _spec("mdl.destroy_desc", "k", needs_init=False, cleanup=True),
+    _spec("mdl.get_desc", "kI"),
+    _spec("mdl.get_num_inputs", "k", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_num_outputs", "k", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_input_size_by_index", "kk", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_output_size_by_index", "kk", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_input_dims", "kk", ({},), needs_init=False),
+    _spec("mdl.get_output_dims", "kk", ({},), needs_init=False),
+    _spec("mdl.get_cur_output_dims", "kk", ({},), needs_init=False),
+    _spec("mdl.get_input_data_type", "kk", None, bare_default=-1, needs_init=False),
+    _spec("mdl.get_output_data_type", "kk", None, bare_default=-1, needs_init=False),
+    _spec("mdl.get_input_format", "kk", None, bare_default=-1, needs_init=False),
+    _spec("mdl.get_output_format", "kk", None, bare_default=-1, needs_init=False),
+    _spec("mdl.get_input_name_by_index", "kk", None, needs_init=False),
+    _spec("mdl.get_output_name_by_index", "kk", None, needs_init=False),
+    _spec("mdl.get_input_index_by_name", "ks", (0,), needs_init=False),
+    _spec("mdl.get_output_index_by_name", "ks", (0,), needs_init=False),
+    _spec("mdl.get_dynamic_batch", "k", ({},), needs_init=False),
+    _spec("mdl.get_dynamic_hw", "kk", ({},), needs_init=False),
+    _spec("mdl.create_dataset", "", None, bare_default=0, needs_init=False),
+    _spec("mdl.destroy_dataset", "k", needs_init=False, cleanup=True),
+    _spec("mdl.add_dataset_buffer", "kk", (0,), needs_init=False),
+    _spec("mdl.get_dataset_num_buffers", "k", None, bare_default=0, needs_init=False),
+    _spec("mdl.get_dataset_buffer", "kk", None, bare_default=0, needs_init=False),
+    _spec("mdl.set_dynamic_batch_size", "IkkK"),
+    _spec("mdl.set_dynamic_hw_size", "IkkKK"),
+    _spec("mdl.execute", "Ikk", locked=False),
+    _spec("mdl.execute_async", "Ikkk"),
+    # ------------------------------------------- descriptor create/destroy pairs (_media.py)
+    *(
+        spec
+        for pair in DESCRIPTOR_PAIRS
+        for spec in (
+            _spec(pair.create, pair.create_fmt, None, bare_default=0, needs_init=False),
+            _spec(
+                pair.destroy,
+                "k",
+                None if pair.destroy_returns_none else (),
+                needs_init=False,
+                cleanup=True,
+            ),
+        )
+    ),
 )
 
 #: Wrappers that let CPython's own argument-count TypeError through (util/thread.cpp does not
@@ -257,7 +311,7 @@ def build_modules(sim: Simulator) -> dict[str, types.ModuleType]:
     root.__path__ = []
     root.__ascend_safe_sim__ = True  # type: ignore[attr-defined]
     modules = {"acl": root}
-    for sub in ("rt", "media", "util", "mdl"):
+    for sub in ("rt", "media", "util", "mdl", "op"):
         module = types.ModuleType(f"acl.{sub}", f"Simulated pyacl acl.{sub}.")
         setattr(root, sub, module)
         modules[f"acl.{sub}"] = module

@@ -26,7 +26,9 @@ from ._codes import (
 )
 from ._context import ContextDomain
 from ._core import Fail
+from ._media import MediaDomain
 from ._memory import MemoryDomain
+from ._model import ModelDomain
 from ._objects import Device
 from ._process import ProcessDomain
 
@@ -34,7 +36,14 @@ __all__ = ["Simulator"]
 
 
 class Simulator(
-    ContextDomain, MemoryDomain, BufferDomain, ProcessDomain, CallbackDomain, LogDomain
+    ContextDomain,
+    ModelDomain,
+    MemoryDomain,
+    BufferDomain,
+    ProcessDomain,
+    MediaDomain,
+    CallbackDomain,
+    LogDomain,
 ):
     """Init, finalize, versions and devices: the top layer, which tears everything down."""
 
@@ -73,8 +82,10 @@ class Simulator(
         explicit_streams = [s for s in self.streams.values() if s.device == d]
         events = [e for e in self.events.values() if e.device == d]
         memory = [a for a in self.allocs.values() if a.device == d]
+        models = [m for m in self.models.values() if m.device == d]
         leftovers = []
         for label, items in (
+            ("model", models),
             ("explicit context", explicit_ctx),
             ("explicit stream", explicit_streams),
             ("event", events),
@@ -85,9 +96,10 @@ class Simulator(
         if leftovers and report:
             self.violate(
                 "teardown_order",
-                f"{why} of device {d} while {', '.join(leftovers)} were still live; destroy "
-                "events, streams, memory and contexts first",
+                f"{why} of device {d} while {', '.join(leftovers)} were still live; unload "
+                "models, destroy events, streams, memory and contexts first",
             )
+        self._release_models(d)
         for stream in explicit_streams:
             self._destroy_stream_now(stream)
         for event in events:
@@ -126,6 +138,8 @@ class Simulator(
         for buf in list(self.buffers.values()):
             self.buffers.pop(buf.handle)
             self.dead[buf.handle] = "data_buffer"
+        self._drop_host_objects()
+        self._drop_descriptors()
         self.init_count = 0
 
     # ================================================================= top level acl.*

@@ -14,19 +14,22 @@ import threading
 import time
 import warnings
 
+import model_tasks
 import pool_tasks
 import pytest
 
 import ascend_safe as asf
+from ascend_safe import sim
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux process model")
 
 
 def test_pool_over_two_devices_gives_right_results():
     payloads = [bytes([i]) * (256 + i) for i in range(24)]
-    with multiprocessing.get_context("spawn").Manager() as manager, asf.worker_pool(
-        workers=4, devices=[0, 1]
-    ) as pool:
+    with (
+        multiprocessing.get_context("spawn").Manager() as manager,
+        asf.worker_pool(workers=4, devices=[0, 1]) as pool,
+    ):
         barrier = manager.Barrier(4)
         met = [f.result() for f in [pool.submit(pool_tasks.meet, barrier) for _ in range(4)]]
         results = list(pool.map(pool_tasks.round_trip, payloads))
@@ -138,9 +141,7 @@ def test_workers_die_with_their_parent(tmp_path):
         time.sleep(60)
         """,
     )
-    parent = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True
-    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         line = parent.stdout.readline()
         pids = [int(p) for p in line.split()]
@@ -218,3 +219,32 @@ def test_pool_started_from_a_short_lived_thread_survives_the_thread():
         assert result[2] == b"r" * 64
     finally:
         pool.shutdown()
+
+
+def test_model_loaded_once_per_worker_process(tmp_path):
+    np = pytest.importorskip("numpy")
+    path = str(tmp_path / "double.simmdl")
+    sim.write_model(
+        path,
+        inputs=[("x", "float32", (4,))],
+        outputs=[("y", "float32", (4,))],
+        ops=[{"op": "mul", "value": 2.0}],
+    )
+    xs = [np.full(4, i, np.float32) for i in range(16)]
+    with asf.worker_pool(workers=2, devices=[0, 1]) as pool:
+        results = list(pool.map(model_tasks.infer, [path] * len(xs), xs))
+        states = [pool.submit(model_tasks.live).result() for _ in range(4)]
+    for x, (_pid, _dev, loads, y) in zip(xs, results):
+        assert loads == 1  # one load per worker process, reused by every call
+        np.testing.assert_array_equal(y, x * 2)
+    assert {dev for _, dev, _, _ in results} <= {0, 1}
+    for handles in states:  # the session and the kept model: nothing else between calls
+        assert set(handles) == {
+            "device",
+            "model",
+            "model_desc",
+            "dataset",
+            "device_memory",
+            "data_buffer",
+        }
+        assert len(handles["model"]) == 1
