@@ -29,7 +29,7 @@ import time
 from types import TracebackType
 from typing import Optional
 
-from . import _process
+from . import _backend, _process
 from .errors import ProcessLimitError
 
 __all__ = [
@@ -196,13 +196,17 @@ def process_limit(soc_name: str | None) -> int:
 
 
 def slot_dir() -> str:
-    """Directory of the slot files: ``ASCEND_SAFE_SLOT_DIR``, else one in /dev/shm or tmp.
+    """Directory of the slot files: ``ASCEND_SAFE_SLOT_DIR``, else, on the simulator, one in
+    the simulated machine's state directory, else one in /dev/shm or tmp.
 
     Only computes the path; :func:`acquire` creates the directories when it needs them.
     """
     configured = os.environ.get(ENV_SLOT_DIR, "").strip()
     if configured:
         return configured
+    simulated = _backend.simulated_slot_dir()
+    if simulated is not None:
+        return simulated
     shm = "/dev/shm"
     if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
         return os.path.join(shm, _SLOT_DIR_NAME)

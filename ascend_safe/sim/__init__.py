@@ -52,7 +52,7 @@ import types
 from collections.abc import Iterator
 from typing import Any, Optional
 
-from . import _config
+from . import _config, _slots
 from ._api import SPECS, build_modules
 from ._core import Violation
 from ._runtime import Simulator
@@ -72,6 +72,7 @@ __all__ = [
     "live_handles",
     "reset",
     "reset_call_counts",
+    "state_dir",
     "uninstall",
     "violations",
 ]
@@ -103,16 +104,35 @@ def uninstall() -> None:
 
 
 def configure(**options: Any) -> None:
-    """Change simulator options (see the module docstring); all-or-nothing."""
+    """Change simulator options (see the module docstring); all-or-nothing.
+
+    The options are also written to the environment (``ASCEND_SAFE_SIM_CONFIG``), so processes
+    started afterwards (workers, multiprocessing spawn and forkserver, Python subprocesses)
+    use them too.
+    """
     checked = _config.validate(options)
     with _SIM.lock:
         for name, value in checked.items():
             setattr(_SIM.config, name, value)
+        _config.publish(checked)
 
 
 def reset() -> None:
-    """Tear down all simulator state and re-read defaults and environment variables (tests)."""
+    """Tear down all simulator state, undo ``configure()`` (in the environment too) and
+    re-read defaults and environment variables (tests)."""
+    _config.restore_env()
     _SIM.reset()
+
+
+def state_dir() -> str:
+    """The simulated machine's state directory (made, mode 0700, if missing).
+
+    Every process using the same directory shares one machine: process slots, device memory
+    budget. Raises ``OSError`` if the directory cannot be used.
+    """
+    path = _SIM.config.slot_dir()
+    _slots.ensure_dir(path)
+    return path
 
 
 def _api_name(api: str) -> str:
