@@ -276,11 +276,15 @@ class Machine:
         self.path = path
         self.pid = os.getpid()
         self.token = secrets.randbits(63) or 1
-        self._proc_fd = _open(self.proc_path(self.pid, self.token))
+        final = self.proc_path(self.pid, self.token)
+        # Locked before it gets its name, so no sweeper ever sees it unlocked.
+        draft = os.path.join(procs, f".{self.pid}.{self.token:x}")
+        self._proc_fd = _open(draft)
         fcntl.flock(self._proc_fd, fcntl.LOCK_EX)  # held for life; the kernel drops it at death
+        os.rename(draft, final)
         self._ledgers: dict[int, DeviceLedger] = {}
         self._lock = threading.Lock()
-        _sweep_proc_files(procs, self.proc_path(self.pid, self.token))
+        _sweep_proc_files(procs, final)
 
     def proc_path(self, pid: int, token: int) -> str:
         """The liveness file of the process (*pid*, *token*)."""
@@ -295,11 +299,6 @@ class Machine:
                 if ledger is None:
                     ledger = self._ledgers[device] = DeviceLedger(self, device)
         return ledger
-
-    def drop_usage(self) -> None:
-        """Give back every byte this process holds (the simulator was reset)."""
-        for ledger in list(self._ledgers.values()):
-            ledger.update(0)
 
     def forget(self) -> None:
         """In a forked child: close inherited descriptors without unlocking anything."""
@@ -318,7 +317,7 @@ def _sweep_proc_files(procs: str, own: str) -> None:
         return
     for name in names:
         path = os.path.join(procs, name)
-        if path != own:
+        if path != own and not name.startswith("."):  # "." files are being made
             _holder_alive(path)
 
 

@@ -154,13 +154,22 @@ def test_configure_reaches_a_multiprocessing_spawn_child(tmp_path: Path) -> None
 _REPORT = "import json, machine_tasks; print(json.dumps(machine_tasks.report_options()))"
 
 
-def _python(code: str, env: dict[str, str] | None = None) -> Any:
-    env = dict(os.environ if env is None else env)
+def _child_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """*base* (default: this environment) with this directory and the project importable."""
+    env = dict(os.environ if base is None else base)
     here = str(Path(__file__).resolve().parent)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([here, root, env.get("PYTHONPATH", "")])
+    return env
+
+
+def _python(code: str, env: dict[str, str] | None = None) -> Any:
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=_TIMEOUT
+        [sys.executable, "-c", code],
+        env=_child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=_TIMEOUT,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -211,3 +220,55 @@ def test_state_dir_must_belong_to_this_user(tmp_path: Path) -> None:
     assert acl.rt.set_device(0) == 507899
     assert "not a directory owned by this user" in (acl.get_recent_err_msg() or "")
     assert acl.finalize() == 0
+
+
+_FORKSERVER = """
+import json, multiprocessing, sys
+import machine_tasks
+from ascend_safe import sim
+
+if __name__ == "__main__":
+    sim.configure(soc_name="Ascend310P3", device_count=3, state_dir=sys.argv[1])
+    with multiprocessing.get_context("forkserver").Pool(1) as pool:
+        print(json.dumps(pool.apply(machine_tasks.report_options)))
+"""
+
+
+@pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(), reason="needs forkserver"
+)
+def test_configure_reaches_a_forkserver_child(tmp_path: Path) -> None:
+    script = tmp_path / "main.py"
+    script.write_text(_FORKSERVER)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "machine")],
+        env=_child_env(),
+        capture_output=True,
+        text=True,
+        timeout=_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert (seen["soc_name"], seen["device_count"], seen["state_dir"]) == (
+        "Ascend310P3",
+        3,
+        str(tmp_path / "machine"),
+    )
+
+
+def test_shared_budget_costs_microseconds(machine: Path, clients: list[Client]) -> None:
+    clients.append(Client())
+    assert clients[0].ask("malloc", 1 * MiB) == 0  # another process has a ledger entry
+    acl = sim.acl_module()
+    assert acl.init() == 0 and acl.rt.set_device(0) == 0
+    try:
+        rounds = 500
+        start = time.perf_counter()
+        for _ in range(rounds):
+            ptr, ret = acl.rt.malloc(256, 0)
+            assert ret == 0 and acl.rt.free(ptr) == 0
+        per_pair = (time.perf_counter() - start) / rounds
+    finally:
+        acl.rt.reset_device(0)
+        acl.finalize()
+    assert per_pair < 1e-3, f"malloc + free took {per_pair * 1e6:.0f} us"
