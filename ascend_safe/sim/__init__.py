@@ -7,7 +7,8 @@ imports the rest of ``ascend_safe``. Full documentation: ``docs/simulator.md``.
 
 Layout, split by domain like pyACL's own source: ``_core`` (handles, dispatch, violations,
 faults), ``_stream`` (streams and events), ``_context``, ``_memory`` (over ``_alloc``'s address
-ranges), ``_buffer`` (data buffers), ``_process`` (process-creation hook, hibernation) and
+ranges and ``_slots``' machine-wide ledger), ``_buffer`` (data buffers), ``_process``
+(process-creation hook, hibernation), ``_slots`` (the machine's shared state) and
 ``_runtime`` (init, devices, teardown), which composes them into :class:`Simulator`; ``_api``
 builds the ``acl`` module tree.
 
@@ -17,21 +18,26 @@ memory), ``acl.media`` (dvpp_malloc, dvpp_free), ``acl.util`` (numpy/bytes point
 ``acl.mdl`` (empty). No constants are exported, as in pyacl. Arguments are positional only; a
 wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
 
-Options (``configure(**options)``, or the environment variable ``ASCEND_SAFE_SIM_<OPTION>``
-read at import and at ``reset()``; unknown option -> TypeError, bad value -> ValueError):
+Options (``configure(**options)``; the environment variable ``ASCEND_SAFE_SIM_CONFIG``, a JSON
+object of options, then ``ASCEND_SAFE_SIM_<OPTION>``, read at import and at ``reset()``;
+``configure()`` writes its options to the environment so child processes inherit them; unknown
+option -> TypeError, bad value -> ValueError):
 
-- ``device_count`` (2), ``memory_per_device`` (1 GiB budget per device; only allocated bytes
-  are backed), ``soc_name`` ("Ascend910B4"), ``run_mode`` (1 = ACL_HOST, 0 = ACL_DEVICE/RC),
-  ``vm`` (False).
+- ``device_count`` (2), ``memory_per_device`` (1 GiB budget per device, shared by every process
+  of the simulated machine; only allocated bytes are backed), ``soc_name`` ("Ascend910B4"),
+  ``run_mode`` (1 = ACL_HOST, 0 = ACL_DEVICE/RC), ``vm`` (False).
+- ``state_dir`` (``$TMPDIR/ascend_safe_sim-<uid>``): the simulated machine. Processes using the
+  same directory share its process slots and device memory (see ``_slots``).
 - ``max_procs_per_device`` (None: 63 for Ascend910B*/Ascend910_93*, else 64; 32 if ``vm``),
-  enforced across real processes with ``flock``-ed slot files in ``state_dir`` (default
-  ``$TMPDIR/ascend_safe_sim-<uid>``). A full device makes ``set_device`` return 207012.
+  enforced across real processes with ``flock``-ed slot files in ``state_dir``. A full device
+  makes ``set_device`` return 207012.
 - ``rc_malloc_blocks`` (True), ``rc_malloc_timeout`` (10.0 s): in RC mode a malloc that does not
-  fit blocks until memory is freed; on timeout it returns 207001 and records ``rc_malloc_hang``.
+  fit blocks until memory is freed (in any process); on timeout it returns 207001 and records
+  ``rc_malloc_hang``.
 - ``call_latency`` (0.0 s slept in every call), ``async_delay`` (0.0 s per queued stream task).
 - ``lose_device_on_hibernate`` (True): see :func:`hibernate`.
 - ``record_file`` (None): violations are also appended to this file as JSON lines, so a parent
-  sees those of its children (``ASCEND_SAFE_SIM_RECORD_FILE`` is inherited).
+  sees those of its children.
 
 Error codes the reference leaves open, as chosen here: out-of-range device 107001; no current
 context 107002; stale/foreign/double-destroyed handle 107017 (data buffers: 100000); destroying
