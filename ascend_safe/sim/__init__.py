@@ -76,6 +76,7 @@ __all__ = [
     "inject_fault",
     "install",
     "live_handles",
+    "memory_usage",
     "reset",
     "reset_call_counts",
     "state_dir",
@@ -139,6 +140,15 @@ def state_dir() -> str:
     path = _SIM.config.slot_dir()
     _slots.ensure_dir(path)
     return path
+
+
+def memory_usage(device: int = 0) -> dict[int, int]:
+    """Device memory bytes held on *device* by each live process (PID) of the simulated
+    machine, this one included; processes holding none are left out."""
+    if type(device) is not int or device < 0:
+        raise ValueError(f"device must be an int >= 0, got {device!r}")
+    with _SIM.lock:
+        return _slots.machine(state_dir()).ledger(device).usage()
 
 
 def _api_name(api: str) -> str:

@@ -191,7 +191,10 @@ def publish(options: dict[str, Any]) -> None:
     """Record validated *options* (from ``configure()``) in the environment for children."""
     if not options:
         return
-    merged = _from_json()
+    try:
+        merged = _from_json()
+    except ValueError:  # replaced by something invalid since import: start afresh
+        merged = {}
     merged.update(options)
     _set_env(ENV_JSON, json.dumps(merged, sort_keys=True, separators=(",", ":")))
     for name in options:

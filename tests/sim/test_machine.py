@@ -90,6 +90,9 @@ def test_two_spawned_workers_share_one_device_budget(
     # and the first sees the second's
     assert _free_bytes(first) < 1 * MiB
     assert first.ask("malloc", 2 * MiB) == 207001
+    usage = sim.memory_usage(0)
+    assert set(usage) == {first.pid, second.pid}
+    assert 5 * MiB <= usage[first.pid] < 6 * MiB and 2 * MiB <= usage[second.pid] < 3 * MiB
     # this process is on the same machine
     acl = sim.acl_module()
     assert acl.init() == 0 and acl.rt.set_device(0) == 0
@@ -116,6 +119,7 @@ def test_sigkilled_process_gives_its_memory_back(machine: Path, clients: list[Cl
     os.kill(holder.pid, signal.SIGKILL)
     holder.proc.join(_TIMEOUT)
     assert _free_bytes(other) > 7 * MiB
+    assert holder.pid not in sim.memory_usage(0)
     assert other.ask("malloc", 6 * MiB) == 0
 
 
