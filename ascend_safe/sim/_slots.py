@@ -6,9 +6,9 @@ driver shares between processes lives in the machine's state directory:
 - ``device<d>.slot<i>``: one ``flock``-ed file per process slot of device *d*; the kernel frees
   a slot when its holder dies, even by ``SIGKILL``.
 - ``device<d>.memory``: the device's memory ledger, one fixed-size entry (pid, token, bytes) per
-  process holding memory on it. Entries are read and written under an ``flock`` of the ledger
-  file (a few microseconds: four system calls), so the budget check and the reservation are one
-  step across processes.
+  process holding memory on it, mapped in memory. Entries are read and written under an
+  ``flock`` of the ledger file (two system calls, a few microseconds), so the budget check and
+  the reservation are one step across processes.
 - ``procs/<pid>.<token>``: one file per process, ``flock``-ed for the process's whole life. A
   ledger entry whose process file is no longer locked belongs to a dead process: it is ignored
   and cleared (the driver gives a dead process's memory back). Liveness is only probed when the
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 import secrets
 import stat
@@ -40,8 +41,13 @@ __all__ = [
     "release",
 ]
 
+_HEADER = struct.Struct("=QQ")  # format mark, entries in use (a high-water mark)
+_HEADER_SIZE = 64
 _ENTRY = struct.Struct("=QQQ")  # pid, token, bytes held
-_READ_FIRST = 64 * _ENTRY.size
+#: Processes that can hold memory on one device at once (the process limit is far lower).
+CAPACITY = 4096
+_FILE_SIZE = _HEADER_SIZE + CAPACITY * _ENTRY.size
+_MARK = int.from_bytes(b"ASLEDGR1", "little")
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
@@ -143,34 +149,54 @@ def close_inherited(fds: list[int]) -> None:
 
 
 class DeviceLedger:
-    """This process's view of one device's memory ledger (see the module docstring)."""
+    """This process's view of one device's memory ledger (see the module docstring).
+
+    The ledger file is mapped in memory: a header (format mark, number of entries in use) and
+    up to :data:`CAPACITY` entries, read and written under the file's ``flock``.
+    """
 
     def __init__(self, owner: Machine, device: int) -> None:
         self._owner = owner
-        self._fd = _open(os.path.join(owner.path, f"device{device}.memory"))
+        path = os.path.join(owner.path, f"device{device}.memory")
+        self._fd = _open(path)
         self._lock = threading.Lock()
         self._index: Optional[int] = None  # our entry, while we hold bytes on the device
-        self._read_size = _READ_FIRST
+        try:
+            with self._locked_file():
+                if os.fstat(self._fd).st_size < _FILE_SIZE:
+                    os.ftruncate(self._fd, _FILE_SIZE)
+                self._map = mmap.mmap(self._fd, _FILE_SIZE)
+                mark, _ = _HEADER.unpack_from(self._map, 0)
+                if mark == 0:
+                    _HEADER.pack_into(self._map, 0, _MARK, 0)
+                elif mark != _MARK:
+                    raise MachineError(
+                        errno.EINVAL,
+                        f"{path!r} is not a device memory ledger of this simulator version; "
+                        "remove the state directory or choose another with state_dir",
+                    )
+        except OSError as exc:
+            _close(self._fd)
+            if isinstance(exc, MachineError):
+                raise
+            raise MachineError(exc.errno, f"{path!r} cannot be used: {exc.strerror}") from None
 
     def close(self) -> None:
-        """Close the ledger file (never unlocks it for another holder of the description)."""
+        """Unmap and close the ledger (never unlocks it for another holder of the file)."""
         fd, self._fd = self._fd, -1
         if fd >= 0:
+            self._map.close()
             _close(fd)
 
     # -- raw access, under the file lock
 
     def _read(self) -> list[tuple[int, int, int]]:
-        while True:
-            data = os.pread(self._fd, self._read_size, 0)
-            if len(data) < self._read_size:
-                break
-            self._read_size *= 2
-        usable = len(data) - len(data) % _ENTRY.size
-        return [(int(p), int(t), int(u)) for p, t, u in _ENTRY.iter_unpack(data[:usable])]
+        _, count = _HEADER.unpack_from(self._map, 0)
+        data = self._map[_HEADER_SIZE : _HEADER_SIZE + min(count, CAPACITY) * _ENTRY.size]
+        return [(int(p), int(t), int(u)) for p, t, u in _ENTRY.iter_unpack(data)]
 
     def _write(self, index: int, pid: int, token: int, used: int) -> None:
-        os.pwrite(self._fd, _ENTRY.pack(pid, token, used), index * _ENTRY.size)
+        _ENTRY.pack_into(self._map, _HEADER_SIZE + index * _ENTRY.size, pid, token, used)
 
     def _others(self, entries: list[tuple[int, int, int]], sweep: bool) -> dict[int, int]:
         """Bytes held by other processes, by entry index; dead ones cleared when *sweep*."""
@@ -187,17 +213,30 @@ class DeviceLedger:
 
     def _store(self, entries: list[tuple[int, int, int]], used: int) -> None:
         """Write our entry: claim a free one on the first byte, free it at zero."""
+        owner = self._owner
+        index = self._index
+        if index is not None and (
+            index >= len(entries) or entries[index][:2] != (owner.pid, owner.token)
+        ):
+            index = None  # cleared behind our back (liveness file removed): claim anew
         if used == 0:
-            if self._index is not None:
-                self._write(self._index, 0, 0, 0)
-                self._index = None
+            if index is not None:
+                self._write(index, 0, 0, 0)
+            self._index = None
             return
-        if self._index is None:
+        if index is None:
             index = next((i for i, e in enumerate(entries) if e[0] == 0), len(entries))
-            self._index = index
-        self._write(self._index, self._owner.pid, self._owner.token, used)
+            if index >= CAPACITY:
+                raise MachineError(
+                    errno.ENOSPC,
+                    f"more than {CAPACITY} processes hold memory on one simulated device",
+                )
+            if index == len(entries):
+                _HEADER.pack_into(self._map, 0, _MARK, index + 1)
+        self._index = index
+        self._write(index, owner.pid, owner.token, used)
 
-    def _locked(self) -> _FileLock:
+    def _locked_file(self) -> _FileLock:
         return _FileLock(self._fd, self._lock)
 
     # -- operations
@@ -208,7 +247,7 @@ class DeviceLedger:
         None when reserved (our entry now says ``mine + extent``); otherwise the bytes the
         other processes hold. With *sweep*, dead processes' entries are cleared first.
         """
-        with self._locked():
+        with self._locked_file():
             entries = self._read()
             others = sum(self._others(entries, sweep).values())
             if mine + extent + others > budget:
@@ -220,17 +259,17 @@ class DeviceLedger:
         """Record that this process now holds *mine* bytes on the device."""
         if mine == 0 and self._index is None:
             return
-        with self._locked():
-            self._store(self._read() if self._index is None else [], mine)
+        with self._locked_file():
+            self._store(self._read(), mine)
 
     def others(self, sweep: bool = True) -> int:
         """Bytes that live other processes hold on the device."""
-        with self._locked():
+        with self._locked_file():
             return sum(self._others(self._read(), sweep).values())
 
     def usage(self) -> dict[int, int]:
         """Bytes held per live process (PID), this one included."""
-        with self._locked():
+        with self._locked_file():
             entries = self._read()
             held = self._others(entries, True)
             result: dict[int, int] = {}
