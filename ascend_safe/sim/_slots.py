@@ -13,7 +13,7 @@ driver shares between processes lives in the machine's state directory:
   ledger entry whose process file is no longer locked belongs to a dead process: it is ignored
   and cleared (the driver gives a dead process's memory back). Liveness is only probed when the
   budget looks exhausted or ``get_mem_info`` asks, so the common malloc and free pay nothing
-  for it.
+  for it; a probe is one non-blocking ``flock`` on a descriptor kept open.
 
 Descriptors are close-on-exec; a forked child closes (never unlocks) the ones it inherited.
 """
@@ -48,6 +48,8 @@ _ENTRY = struct.Struct("=QQQ")  # pid, token, bytes held
 CAPACITY = 4096
 _FILE_SIZE = _HEADER_SIZE + CAPACITY * _ENTRY.size
 _MARK = int.from_bytes(b"ASLEDGR1", "little")
+#: Liveness files of other processes kept open for probing (all closed when exceeded).
+_PROBES_KEPT = 256
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
@@ -205,7 +207,7 @@ class DeviceLedger:
         for index, (pid, token, used) in enumerate(entries):
             if index == me or pid == 0:
                 continue
-            if sweep and not _holder_alive(self._owner.proc_path(pid, token)):
+            if sweep and not self._owner.alive(pid, token):
                 self._write(index, 0, 0, 0)
                 continue
             held[index] = used
@@ -323,7 +325,44 @@ class Machine:
         os.rename(draft, final)
         self._ledgers: dict[int, DeviceLedger] = {}
         self._lock = threading.Lock()
+        self._probes: dict[tuple[int, int], int] = {}  # open liveness files of others
         _sweep_proc_files(procs, final)
+
+    def alive(self, pid: int, token: int) -> bool:
+        """Whether process (*pid*, *token*) lives: its liveness file is still locked.
+
+        The probe descriptor is kept open, so a later probe is one ``flock`` call.
+        """
+        key = (pid, token)
+        path = self.proc_path(pid, token)
+        with self._lock:
+            fd = self._probes.get(key)
+            if fd is None:
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+                except FileNotFoundError:
+                    return False
+                except OSError:
+                    return True  # cannot tell: count it, which is the safe side
+                if len(self._probes) >= _PROBES_KEPT:
+                    self._close_probes()
+                self._probes[key] = fd
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            del self._probes[key]  # we got the lock: its holder is dead
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            _close(fd)
+            return False
+
+    def _close_probes(self) -> None:
+        for fd in self._probes.values():
+            _close(fd)
+        self._probes.clear()
 
     def proc_path(self, pid: int, token: int) -> str:
         """The liveness file of the process (*pid*, *token*)."""
@@ -344,6 +383,7 @@ class Machine:
         for ledger in self._ledgers.values():
             ledger.close()
         self._ledgers.clear()
+        self._close_probes()
         _close(self._proc_fd)
         self._proc_fd = -1
 
