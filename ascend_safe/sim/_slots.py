@@ -321,8 +321,14 @@ class Machine:
         # Locked before it gets its name, so no sweeper ever sees it unlocked.
         draft = os.path.join(procs, f".{self.pid}.{self.token:x}")
         self._proc_fd = _open(draft)
-        fcntl.flock(self._proc_fd, fcntl.LOCK_EX)  # held for life; the kernel drops it at death
-        os.rename(draft, final)
+        try:
+            fcntl.flock(self._proc_fd, fcntl.LOCK_EX)  # held for life; dropped at death
+            os.rename(draft, final)
+        except OSError as exc:
+            _close(self._proc_fd)
+            raise MachineError(
+                exc.errno, f"simulator state file {final!r} cannot be made: {exc.strerror}"
+            ) from None
         self._ledgers: dict[int, DeviceLedger] = {}
         self._lock = threading.Lock()
         self._probes: dict[tuple[int, int], int] = {}  # open liveness files of others
