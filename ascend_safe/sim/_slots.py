@@ -332,6 +332,7 @@ class Machine:
         self._ledgers: dict[int, DeviceLedger] = {}
         self._lock = threading.Lock()
         self._probes: dict[tuple[int, int], int] = {}  # open liveness files of others
+        self._probe_lock = threading.Lock()
         _sweep_proc_files(procs, final)
 
     def alive(self, pid: int, token: int) -> bool:
@@ -341,7 +342,7 @@ class Machine:
         """
         key = (pid, token)
         path = self.proc_path(pid, token)
-        with self._lock:
+        with self._probe_lock:
             fd = self._probes.get(key)
             if fd is None:
                 try:
