@@ -17,7 +17,14 @@ from typing import Any, Callable
 from . import _process
 from .errors import BackendUnavailableError, ForkSafetyError, make_acl_error
 
-__all__ = ["acl", "backend_name", "call", "exit_hooks", "recent_error_message"]
+__all__ = [
+    "acl",
+    "backend_name",
+    "call",
+    "exit_hooks",
+    "recent_error_message",
+    "simulated_slot_dir",
+]
 
 _log = logging.getLogger("ascend_safe")
 
@@ -106,6 +113,16 @@ def backend_name() -> str:
     acl()
     assert _name is not None
     return _name
+
+
+def simulated_slot_dir() -> str | None:
+    """On the simulator, the library's slot directory inside the simulated machine's state
+    directory (never the real one); None on real pyacl."""
+    if backend_name() != "sim":
+        return None
+    from . import sim  # already imported: the simulator is the backend
+
+    return os.path.join(sim.state_dir(), "ascend_safe-slots")
 
 
 def _run_exit_hooks() -> None:

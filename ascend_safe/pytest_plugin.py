@@ -2,7 +2,9 @@
 
 Enable with ``pytest_plugins = ["ascend_safe.pytest_plugin"]`` in a ``conftest.py``. The
 ``ascend_sim`` fixture resets the simulator, yields its module, and fails the test if any
-resource is still open or the simulator recorded a violation.
+resource is still open or the simulator recorded a violation. The test session runs on a
+simulated machine of its own (``ascend_sim_machine``), so concurrent sessions and other
+simulated programs never share device memory or process slots with it.
 """
 
 from __future__ import annotations
@@ -13,11 +15,31 @@ from collections.abc import Iterator
 
 import pytest
 
-__all__ = ["ascend_sim"]
+__all__ = ["ascend_sim", "ascend_sim_machine"]
+
+_STATE_DIR = "ASCEND_SAFE_SIM_STATE_DIR"
+
+
+@pytest.fixture(scope="session")
+def ascend_sim_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The state directory of this session's simulated machine: a temporary one, set in the
+    environment so processes the tests start use it too (kept if ``ASCEND_SAFE_SIM_STATE_DIR``
+    is already set)."""
+    given = os.environ.get(_STATE_DIR)
+    if given:
+        yield given
+        return
+    path = str(tmp_path_factory.mktemp("ascend_sim_machine"))
+    os.environ[_STATE_DIR] = path
+    try:
+        yield path
+    finally:
+        if os.environ.get(_STATE_DIR) == path:
+            del os.environ[_STATE_DIR]
 
 
 @pytest.fixture
-def ascend_sim() -> Iterator[types.ModuleType]:
+def ascend_sim(ascend_sim_machine: str) -> Iterator[types.ModuleType]:
     """The simulator, fresh for this test; asserts no leak and no violation afterwards."""
     os.environ.setdefault("ASCEND_SAFE_BACKEND", "sim")
     from . import _backend, _lifetime, sim

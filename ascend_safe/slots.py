@@ -56,7 +56,7 @@ import time
 from types import TracebackType
 from typing import Optional
 
-from . import _process, _validate
+from . import _backend, _process, _validate
 from .errors import ProcessLimitError, SlotDirectoryError
 
 __all__ = [
@@ -223,13 +223,17 @@ def process_limit(soc_name: str | None) -> int:
 
 
 def slot_dir() -> str:
-    """Directory of the slot files: ``ASCEND_SAFE_SLOT_DIR``, else one in /dev/shm or tmp.
+    """Directory of the slot files: ``ASCEND_SAFE_SLOT_DIR``, else, on the simulator, one in
+    the simulated machine's state directory, else one in /dev/shm or tmp.
 
     Only computes the path; :func:`acquire` creates and checks the directory when it needs it.
     """
     configured = os.environ.get(ENV_SLOT_DIR, "").strip()
     if configured:
         return configured
+    simulated = _backend.simulated_slot_dir()
+    if simulated is not None:
+        return simulated
     shm = "/dev/shm"
     if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
         return os.path.join(shm, _SLOT_DIR_NAME)

@@ -9,7 +9,8 @@ Layout, split by domain like pyACL's own source: ``_core`` (handles, dispatch, v
 faults), ``_stream`` (streams and events), ``_context``, ``_memory`` (over ``_alloc``'s address
 ranges), ``_buffer`` (data buffers), ``_model`` (models, descriptions, datasets; the model file
 format is ``_model_file``), ``_media`` (descriptor create/destroy pairs), ``_process``
-(process-creation hook, hibernation), ``_callback`` (report threads, host callbacks), ``_applog``
+(process-creation hook, hibernation), ``_slots`` (the machine's shared state:
+slots and the memory ledger), ``_callback`` (report threads, host callbacks), ``_applog``
 (``acl.app_log``) and ``_runtime`` (init, devices, teardown), which composes them into
 :class:`Simulator`; ``_api`` builds the ``acl`` module tree.
 
@@ -21,21 +22,26 @@ callbacks, op timeouts), ``acl.media`` (dvpp_malloc, dvpp_free, descriptor pairs
 ``acl.op`` (attributes). No constants are exported, as in pyacl. Arguments are
 positional only; a wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
 
-Options (``configure(**options)``, or the environment variable ``ASCEND_SAFE_SIM_<OPTION>``
-read at import and at ``reset()``; unknown option -> TypeError, bad value -> ValueError):
+Options (``configure(**options)``; the environment variable ``ASCEND_SAFE_SIM_CONFIG``, a JSON
+object of options, then ``ASCEND_SAFE_SIM_<OPTION>``, read at import and at ``reset()``;
+``configure()`` writes its options to the environment so child processes inherit them; unknown
+option -> TypeError, bad value -> ValueError):
 
-- ``device_count`` (2), ``memory_per_device`` (1 GiB budget per device; only allocated bytes
-  are backed), ``soc_name`` ("Ascend910B4"), ``run_mode`` (1 = ACL_HOST, 0 = ACL_DEVICE/RC),
-  ``vm`` (False).
+- ``device_count`` (2), ``memory_per_device`` (1 GiB budget per device, shared by every process
+  of the simulated machine; only allocated bytes are backed), ``soc_name`` ("Ascend910B4"),
+  ``run_mode`` (1 = ACL_HOST, 0 = ACL_DEVICE/RC), ``vm`` (False).
+- ``state_dir`` (``$TMPDIR/ascend_safe_sim-<uid>``): the simulated machine. Processes using the
+  same directory share its process slots and device memory (see ``_slots``).
 - ``max_procs_per_device`` (None: 63 for Ascend910B*/Ascend910_93*, else 64; 32 if ``vm``),
-  enforced across real processes with ``flock``-ed slot files in ``state_dir`` (default
-  ``$TMPDIR/ascend_safe_sim-<uid>``). A full device makes ``set_device`` return 207012.
+  enforced across real processes with ``flock``-ed slot files in ``state_dir``. A full device
+  makes ``set_device`` return 207012.
 - ``rc_malloc_blocks`` (True), ``rc_malloc_timeout`` (10.0 s): in RC mode a malloc that does not
-  fit blocks until memory is freed; on timeout it returns 207001 and records ``rc_malloc_hang``.
+  fit blocks until memory is freed (in any process); on timeout it returns 207001 and records
+  ``rc_malloc_hang``.
 - ``call_latency`` (0.0 s slept in every call), ``async_delay`` (0.0 s per queued stream task).
 - ``lose_device_on_hibernate`` (True): see :func:`hibernate`.
 - ``record_file`` (None): violations are also appended to this file as JSON lines, so a parent
-  sees those of its children (``ASCEND_SAFE_SIM_RECORD_FILE`` is inherited).
+  sees those of its children.
 - ``model_cost_per_mb`` (0.002 s): time a model execution takes per MiB it reads and writes.
 
 Error codes the reference leaves open, as chosen here: out-of-range device 107001; no current
@@ -57,7 +63,7 @@ import types
 from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
-from . import _config, _model_file
+from . import _config, _model_file, _slots
 from ._api import SPECS, build_modules
 from ._core import Violation
 from ._runtime import Simulator
@@ -75,9 +81,11 @@ __all__ = [
     "inject_fault",
     "install",
     "live_handles",
+    "memory_usage",
     "model_bytes",
     "reset",
     "reset_call_counts",
+    "state_dir",
     "uninstall",
     "violations",
     "write_model",
@@ -110,16 +118,44 @@ def uninstall() -> None:
 
 
 def configure(**options: Any) -> None:
-    """Change simulator options (see the module docstring); all-or-nothing."""
+    """Change simulator options (see the module docstring); all-or-nothing.
+
+    The options are also written to the environment (``ASCEND_SAFE_SIM_CONFIG``), so processes
+    started afterwards (workers, multiprocessing spawn and forkserver, Python subprocesses)
+    use them too.
+    """
     checked = _config.validate(options)
     with _SIM.lock:
         for name, value in checked.items():
             setattr(_SIM.config, name, value)
+        _config.publish(checked)
 
 
 def reset() -> None:
-    """Tear down all simulator state and re-read defaults and environment variables (tests)."""
+    """Tear down all simulator state, undo ``configure()`` (in the environment too) and
+    re-read defaults and environment variables (tests)."""
+    _config.restore_env()
     _SIM.reset()
+
+
+def state_dir() -> str:
+    """The simulated machine's state directory (made, mode 0700, if missing).
+
+    Every process using the same directory shares one machine: process slots, device memory
+    budget. Raises ``OSError`` if the directory cannot be used.
+    """
+    path = _SIM.config.slot_dir()
+    _slots.ensure_dir(path)
+    return path
+
+
+def memory_usage(device: int = 0) -> dict[int, int]:
+    """Device memory bytes held on *device* by each live process (PID) of the simulated
+    machine, this one included; processes holding none are left out."""
+    if type(device) is not int or device < 0:
+        raise ValueError(f"device must be an int >= 0, got {device!r}")
+    with _SIM.lock:
+        return _slots.machine(state_dir()).ledger(device).usage()
 
 
 def _api_name(api: str) -> str:

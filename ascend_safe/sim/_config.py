@@ -1,15 +1,27 @@
-"""Simulator options: defaults, validation, and the ``ASCEND_SAFE_SIM_*`` environment variables."""
+"""Simulator options: defaults, validation, and the environment that carries them to children.
+
+Precedence, lowest first: the defaults; ``ASCEND_SAFE_SIM_CONFIG`` (a JSON object of the
+options ``configure()`` set in this process or an ancestor); the per-option variables
+``ASCEND_SAFE_SIM_<OPTION>``. ``configure()`` keeps the environment equal to the process's
+effective options: it merges its options into ``ASCEND_SAFE_SIM_CONFIG`` and removes the
+per-option variables it overrides, so every child (spawn, forkserver, ``subprocess``) starts
+with the parent's options, while a per-option variable set for one child still wins there.
+``reset()`` puts back the variables ``configure()`` changed (unless changed again since).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
 from typing import Any, Callable, Optional
 
-__all__ = ["ENV_PREFIX", "Config", "from_env", "validate"]
+__all__ = ["ENV_JSON", "ENV_PREFIX", "Config", "from_env", "publish", "restore_env", "validate"]
 
 ENV_PREFIX = "ASCEND_SAFE_SIM_"
+#: The options set by ``configure()`` (here or in an ancestor process), as one JSON object.
+ENV_JSON = ENV_PREFIX + "CONFIG"
 
 
 @dataclasses.dataclass
@@ -42,7 +54,7 @@ class Config:
         return 64
 
     def slot_dir(self) -> str:
-        """Directory holding the cross-process slot files."""
+        """The simulated machine's state directory (slots, memory ledgers)."""
         if self.state_dir is not None:
             return self.state_dir
         return os.path.join(tempfile.gettempdir(), f"ascend_safe_sim-{os.getuid()}")
@@ -135,11 +147,72 @@ def _parse_env(name: str, text: str) -> Any:
     return text
 
 
+def _from_json() -> dict[str, Any]:
+    """The options in ``ASCEND_SAFE_SIM_CONFIG`` (validated), or none."""
+    text = os.environ.get(ENV_JSON, "").strip()
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ValueError(f"{ENV_JSON} must be a JSON object of simulator options, got {text!r}")
+    try:
+        return validate(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{ENV_JSON}: {exc}") from None
+
+
 def from_env() -> Config:
-    """Defaults overridden by the ``ASCEND_SAFE_SIM_<OPTION>`` environment variables."""
-    options: dict[str, Any] = {}
+    """Defaults, then ``ASCEND_SAFE_SIM_CONFIG``, then ``ASCEND_SAFE_SIM_<OPTION>`` variables."""
+    options = _from_json()
     for name in _CHECKS:
         text = os.environ.get(ENV_PREFIX + name.upper())
         if text is not None:
             options[name] = _parse_env(name, text)
     return Config(**validate(options))
+
+
+#: Original values of the variables ``configure()`` changed, and what it left them as.
+_saved: dict[str, Optional[str]] = {}
+_written: dict[str, Optional[str]] = {}
+
+
+def _set_env(name: str, value: Optional[str]) -> None:
+    if name not in _saved:
+        _saved[name] = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    _written[name] = value
+
+
+def publish(options: dict[str, Any]) -> None:
+    """Record validated *options* (from ``configure()``) in the environment for children."""
+    if not options:
+        return
+    try:
+        merged = _from_json()
+    except ValueError:  # replaced by something invalid since import: start afresh
+        merged = {}
+    merged.update(options)
+    _set_env(ENV_JSON, json.dumps(merged, sort_keys=True, separators=(",", ":")))
+    for name in options:
+        variable = ENV_PREFIX + name.upper()
+        if variable in os.environ:
+            _set_env(variable, None)
+
+
+def restore_env() -> None:
+    """Undo :func:`publish`: put back each variable it changed, unless changed since."""
+    for name, original in _saved.items():
+        if os.environ.get(name) != _written.get(name):
+            continue  # someone else set it afterwards: theirs
+        if original is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = original
+    _saved.clear()
+    _written.clear()

@@ -6,18 +6,21 @@ pyACL: ``rt/rt_memory.cpp``.
 from __future__ import annotations
 
 import ctypes
+import time
 from typing import Optional
 
+from . import _slots
 from ._alloc import GUARD, Alloc, is_device_address, round_size
 from ._codes import (
     INVALID_PARAM,
+    RT_DRV_INTERNAL_ERROR,
     RT_FEATURE_NOT_SUPPORT,
     RT_MEMORY_ALLOCATION,
     RT_MEMORY_FREE,
     RT_PARAM_INVALID,
 )
 from ._core import Fail
-from ._objects import Task
+from ._objects import Device, Task
 from ._stream import StreamDomain
 
 __all__ = ["MemoryDomain"]
@@ -29,6 +32,10 @@ _LOW_HOST = 0x10000
 _QUARANTINE_BYTES = 64 << 20
 _MEM_ATTR_MAX = 17
 _MEMCPY_KIND_MAX = 7
+#: A blocked RC-mode malloc re-reads the shared ledger this often (first, most), for frees made
+#: by other processes; frees in this process wake it at once.
+_RC_POLL_FIRST = 0.005
+_RC_POLL_MAX = 0.05
 
 
 class MemoryDomain(StreamDomain):
@@ -49,7 +56,9 @@ class MemoryDomain(StreamDomain):
         alloc.freed = True
         self.allocs.pop(alloc.ptr, None)
         if alloc.is_device:
-            self.devices[alloc.device].used -= alloc.extent
+            device = self.devices[alloc.device]
+            device.used -= alloc.extent
+            self._publish_usage(device)
             alloc.drop()
             self.mem_cond.notify_all()
         else:
@@ -63,34 +72,90 @@ class MemoryDomain(StreamDomain):
 
     # ================================================================= acl.rt / media: memory
 
+    # ------------------------------------------------------- the machine-wide memory budget
+
+    def _ledger(self, device: Device) -> _slots.DeviceLedger:
+        """The shared ledger of *device* on this simulated machine (opened on first use)."""
+        ledger = device.ledger
+        if ledger is None:
+            try:
+                machine = _slots.machine(self.config.slot_dir())
+                ledger = device.ledger = machine.ledger(device.index)
+            except OSError as exc:
+                raise Fail(RT_DRV_INTERNAL_ERROR, str(exc)) from None
+        return ledger
+
+    def _try_reserve(self, device: Device, extent: int, sweep: bool) -> Optional[int]:
+        """Reserve *extent* bytes machine-wide; None when done, else other processes' bytes."""
+        ledger = self._ledger(device)
+        try:
+            others = ledger.reserve(device.used, extent, self.config.memory_per_device, sweep)
+        except OSError as exc:
+            raise Fail(RT_DRV_INTERNAL_ERROR, f"simulator memory ledger: {exc}") from None
+        if others is None:
+            device.used += extent
+        return others
+
+    def _publish_usage(self, device: Device) -> None:
+        """Tell the other processes how much this one now holds on *device*."""
+        if device.ledger is not None:
+            try:
+                device.ledger.update(device.used)
+            except OSError:
+                pass  # freeing must not fail; the entry is cleared when this process dies
+
+    def _drop_usage(self) -> None:
+        """Give back this process's bytes on every device (all state is being dropped)."""
+        for device in self.devices.values():
+            device.used = 0
+            self._publish_usage(device)
+
+    def _reserve(self, device: Device, kind: str, size: int, extent: int) -> None:
+        """Count *extent* bytes against the device's budget, shared by every process of the
+        machine; in RC mode wait (``rc_malloc_timeout``) for memory to be freed."""
+        others = self._try_reserve(device, extent, sweep=False)
+        if others is None:
+            return
+        others = self._try_reserve(device, extent, sweep=True)  # dead processes give back
+        if others is None:
+            return
+        config = self.config
+        if config.run_mode == 0 and config.rc_malloc_blocks:
+            generation = self.generation
+            deadline = time.monotonic() + config.rc_malloc_timeout
+            poll = _RC_POLL_FIRST
+            while others is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.violate(
+                        "rc_malloc_hang",
+                        f"{kind} of {size} bytes blocked {config.rc_malloc_timeout}s for "
+                        f"device memory (RC mode hangs until memory is freed)",
+                    )
+                    raise Fail(RT_MEMORY_ALLOCATION, f"out of device memory for {size} bytes")
+                self.mem_cond.wait(min(left, poll))
+                poll = min(poll * 2, _RC_POLL_MAX)
+                if self.generation != generation:
+                    raise Fail(RT_MEMORY_ALLOCATION, f"out of device memory for {size} bytes")
+                others = self._try_reserve(device, extent, sweep=True)
+            return
+        budget = config.memory_per_device
+        free = max(0, budget - device.used - others)
+        raise Fail(
+            RT_MEMORY_ALLOCATION,
+            f"out of device memory: {size} bytes requested, {free} of {budget} free on device "
+            f"{device.index} (this process holds {device.used}, other processes {others})",
+        )
+
+    # ================================================================= acl.rt / media: memory
+
     def _allocate(self, kind: str, size: int, plus32: bool) -> tuple[int]:
         if size == 0:
             raise Fail(INVALID_PARAM, "size must be > 0")
         ctx = self._current()
         device = self._device(ctx.device)
         extent = round_size(size, plus32)
-        budget = self.config.memory_per_device
-        if device.used + extent > budget:
-            if self.config.run_mode == 0 and self.config.rc_malloc_blocks:
-                generation = self.generation
-                ok = self.mem_cond.wait_for(
-                    lambda: self.generation != generation or device.used + extent <= budget,
-                    self.config.rc_malloc_timeout,
-                )
-                if not ok:
-                    self.violate(
-                        "rc_malloc_hang",
-                        f"{kind} of {size} bytes blocked {self.config.rc_malloc_timeout}s for "
-                        f"device memory (RC mode hangs until memory is freed)",
-                    )
-                if not ok or self.generation != generation:
-                    raise Fail(RT_MEMORY_ALLOCATION, f"out of device memory for {size} bytes")
-            else:
-                raise Fail(
-                    RT_MEMORY_ALLOCATION,
-                    f"out of device memory: {size} bytes requested, "
-                    f"{budget - device.used} of {budget} free on device {ctx.device}",
-                )
+        self._reserve(device, kind, size, extent)
         if kind == "dvpp_memory":
             ptr = (device.next_dvpp + 127) // 128 * 128
             device.next_dvpp = ptr + extent + GUARD
@@ -101,8 +166,9 @@ class MemoryDomain(StreamDomain):
         try:
             alloc.back(extent)
         except MemoryError:
+            device.used -= extent
+            self._publish_usage(device)
             raise Fail(RT_MEMORY_ALLOCATION, f"host cannot back {size} bytes") from None
-        device.used += extent
         self.allocs[ptr] = alloc
         self.dev_map.add(alloc)
         return (ptr,)
@@ -271,4 +337,8 @@ class MemoryDomain(StreamDomain):
         ctx = self._current()
         device = self._device(ctx.device)
         total = self.config.memory_per_device
-        return (max(0, total - device.used), total)
+        try:
+            others = self._ledger(device).others(sweep=True)
+        except OSError as exc:
+            raise Fail(RT_DRV_INTERNAL_ERROR, f"simulator memory ledger: {exc}") from None
+        return (max(0, total - device.used - others), total)

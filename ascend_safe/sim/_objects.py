@@ -10,6 +10,7 @@ import threading
 from typing import Callable, Optional
 
 from ._alloc import DEVICE_BASE, DVPP_OFFSET, REGION, Alloc
+from ._slots import DeviceLedger
 
 __all__ = ["EVENT_SYNC", "Context", "DataBuffer", "Device", "Event", "Record", "Stream", "Task"]
 
@@ -110,6 +111,7 @@ class Device:
         self.default_context: Optional[Context] = None
         self.slot_fd: Optional[int] = None
         self.lost = False
-        self.used = 0
+        self.used = 0  # bytes this process holds on the device (the ledger has every process's)
+        self.ledger: Optional[DeviceLedger] = None
         self.next_normal = DEVICE_BASE + index * REGION
         self.next_dvpp = DEVICE_BASE + index * REGION + DVPP_OFFSET

@@ -20,6 +20,7 @@ from ._codes import (
     PARSE_FILE,
     REPEAT_FINALIZE,
     REPEAT_INITIALIZE,
+    RT_DRV_INTERNAL_ERROR,
     RT_NO_DEVICE,
     RT_OVER_LIMIT,
     RT_STREAM_SYNC_TIMEOUT,
@@ -58,6 +59,7 @@ class Simulator(
                     device.slot_fd = None
             self.released.set()
             self.mem_cond.notify_all()
+            self._drop_usage()
             record_file = self.config.record_file
             self._init_state()
             self.call_counts.clear()
@@ -70,6 +72,7 @@ class Simulator(
         fds = [d.slot_fd for d in self.devices.values() if d.slot_fd is not None]
         for device in self.devices.values():
             device.slot_fd = None
+            device.ledger = None  # the parent's; the slots module closed its descriptor
         _slots.close_inherited(fds)
 
     def _release_device(self, device: Device, why: str, report: bool = True) -> None:
@@ -211,7 +214,12 @@ class Simulator(
             )
             raise Fail(RT_NO_DEVICE, f"device {device_id} is unavailable (lost across sleep)")
         if device.refcount == 0:
-            fd = _slots.acquire(self.config.slot_dir(), device_id, self.config.process_limit())
+            try:
+                fd = _slots.acquire(
+                    self.config.slot_dir(), device_id, self.config.process_limit()
+                )
+            except OSError as exc:
+                raise Fail(RT_DRV_INTERNAL_ERROR, str(exc)) from None
             if fd is None:
                 raise Fail(
                     RT_OVER_LIMIT,

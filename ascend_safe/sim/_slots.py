@@ -1,24 +1,131 @@
-"""Cross-process per-device slots: one ``flock``-ed file per slot, freed by the kernel on death."""
+"""The simulated machine's shared state: per-device process slots and the device memory ledger.
+
+A simulated machine is one machine whatever the number of processes using it, so what the
+driver shares between processes lives in the machine's state directory:
+
+- ``device<d>.slot<i>``: one ``flock``-ed file per process slot of device *d*; the kernel frees
+  a slot when its holder dies, even by ``SIGKILL``.
+- ``device<d>.memory``: the device's memory ledger, one fixed-size entry (pid, token, bytes) per
+  process holding memory on it, mapped in memory. Entries are read and written under an
+  ``flock`` of the ledger file (two system calls, a few microseconds), so the budget check and
+  the reservation are one step across processes.
+- ``procs/<pid>.<token>``: one file per process, ``flock``-ed for the process's whole life. A
+  ledger entry whose process file is no longer locked belongs to a dead process: it is ignored
+  and cleared (the driver gives a dead process's memory back). Liveness is only probed when the
+  budget looks exhausted or ``get_mem_info`` asks, so the common malloc and free pay nothing
+  for it; a probe is one non-blocking ``flock`` on a descriptor kept open.
+
+Descriptors are close-on-exec; a forked child closes (never unlocks) the ones it inherited.
+"""
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import mmap
 import os
+import secrets
+import stat
+import struct
+import threading
 from typing import Optional
 
-__all__ = ["acquire", "close_inherited", "release"]
+__all__ = [
+    "DeviceLedger",
+    "Machine",
+    "MachineError",
+    "acquire",
+    "close_inherited",
+    "ensure_dir",
+    "machine",
+    "release",
+]
+
+_HEADER = struct.Struct("=QQ")  # format mark, entries in use (a high-water mark)
+_HEADER_SIZE = 64
+_ENTRY = struct.Struct("=QQQ")  # pid, token, bytes held
+#: Processes that can hold memory on one device at once (the process limit is far lower).
+CAPACITY = 4096
+_FILE_SIZE = _HEADER_SIZE + CAPACITY * _ENTRY.size
+_MARK = int.from_bytes(b"ASLEDGR1", "little")
+#: Liveness files of other processes kept open for probing (all closed when exceeded).
+_PROBES_KEPT = 256
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+class MachineError(OSError):
+    """The machine's state directory or one of its files cannot be used."""
+
+
+def ensure_dir(path: str) -> None:
+    """Create *path* (mode 0700) and check that it is a real directory owned by this user."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise MachineError(
+            exc.errno, f"simulator state directory {path!r} cannot be created: {exc.strerror}"
+        ) from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise MachineError(
+            errno.EPERM,
+            f"simulator state directory {path!r} is not a directory owned by this user; "
+            "remove it or choose another with the state_dir option",
+        )
+
+
+def _open(path: str) -> int:
+    try:
+        return os.open(path, _OPEN_FLAGS, 0o600)
+    except OSError as exc:
+        raise MachineError(
+            exc.errno, f"simulator state file {path!r} cannot be opened: {exc.strerror}"
+        ) from None
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _holder_alive(path: str) -> bool:
+    """Whether the process that locked the file *path* still holds it (is alive).
+
+    A dead holder's file is removed. Probing takes the lock for an instant when it is free.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: count it, which is the safe side
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        _close(fd)
+        return True
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    _close(fd)
+    return False
+
+
+# --------------------------------------------------------------------------- process slots
 
 
 def acquire(directory: str, device: int, limit: int) -> Optional[int]:
     """Lock a free slot file for *device*; its fd, or None when all *limit* slots are taken."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    ensure_dir(directory)
     for index in range(limit):
-        path = os.path.join(directory, f"device{device}.slot{index}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open(os.path.join(directory, f"device{device}.slot{index}"))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(fd)
+            _close(fd)
             continue
         try:
             os.ftruncate(fd, 0)
@@ -31,13 +138,297 @@ def acquire(directory: str, device: int, limit: int) -> Optional[int]:
 
 def release(fd: int) -> None:
     """Give a slot back (closing the fd drops the lock)."""
-    try:
-        os.close(fd)
-    except OSError:
-        pass
+    _close(fd)
 
 
 def close_inherited(fds: list[int]) -> None:
     """In a forked child: close (never unlock) slot fds inherited from the parent."""
     for fd in fds:
         release(fd)
+
+
+# --------------------------------------------------------------------------- memory ledger
+
+
+class DeviceLedger:
+    """This process's view of one device's memory ledger (see the module docstring).
+
+    The ledger file is mapped in memory: a header (format mark, number of entries in use) and
+    up to :data:`CAPACITY` entries, read and written under the file's ``flock``.
+    """
+
+    def __init__(self, owner: Machine, device: int) -> None:
+        self._owner = owner
+        path = os.path.join(owner.path, f"device{device}.memory")
+        self._fd = _open(path)
+        self._lock = threading.Lock()
+        self._index: Optional[int] = None  # our entry, while we hold bytes on the device
+        try:
+            with self._locked_file():
+                if os.fstat(self._fd).st_size < _FILE_SIZE:
+                    os.ftruncate(self._fd, _FILE_SIZE)
+                self._map = mmap.mmap(self._fd, _FILE_SIZE)
+                mark, _ = _HEADER.unpack_from(self._map, 0)
+                if mark == 0:
+                    _HEADER.pack_into(self._map, 0, _MARK, 0)
+                elif mark != _MARK:
+                    raise MachineError(
+                        errno.EINVAL,
+                        f"{path!r} is not a device memory ledger of this simulator version; "
+                        "remove the state directory or choose another with state_dir",
+                    )
+        except OSError as exc:
+            _close(self._fd)
+            if isinstance(exc, MachineError):
+                raise
+            raise MachineError(exc.errno, f"{path!r} cannot be used: {exc.strerror}") from None
+
+    def close(self) -> None:
+        """Unmap and close the ledger (never unlocks it for another holder of the file)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            self._map.close()
+            _close(fd)
+
+    # -- raw access, under the file lock
+
+    def _read(self) -> list[tuple[int, int, int]]:
+        _, count = _HEADER.unpack_from(self._map, 0)
+        data = self._map[_HEADER_SIZE : _HEADER_SIZE + min(count, CAPACITY) * _ENTRY.size]
+        return [(int(p), int(t), int(u)) for p, t, u in _ENTRY.iter_unpack(data)]
+
+    def _write(self, index: int, pid: int, token: int, used: int) -> None:
+        _ENTRY.pack_into(self._map, _HEADER_SIZE + index * _ENTRY.size, pid, token, used)
+
+    def _others(self, entries: list[tuple[int, int, int]], sweep: bool) -> dict[int, int]:
+        """Bytes held by other processes, by entry index; dead ones cleared when *sweep*."""
+        me = self._index
+        held: dict[int, int] = {}
+        for index, (pid, token, used) in enumerate(entries):
+            if index == me or pid == 0:
+                continue
+            if sweep and not self._owner.alive(pid, token):
+                self._write(index, 0, 0, 0)
+                continue
+            held[index] = used
+        return held
+
+    def _store(self, entries: list[tuple[int, int, int]], used: int) -> None:
+        """Write our entry: claim a free one on the first byte, free it at zero."""
+        owner = self._owner
+        index = self._index
+        if index is not None and (
+            index >= len(entries) or entries[index][:2] != (owner.pid, owner.token)
+        ):
+            index = None  # cleared behind our back (liveness file removed): claim anew
+        if used == 0:
+            if index is not None:
+                self._write(index, 0, 0, 0)
+            self._index = None
+            return
+        if index is None:
+            index = next((i for i, e in enumerate(entries) if e[0] == 0), len(entries))
+            if index >= CAPACITY:
+                raise MachineError(
+                    errno.ENOSPC,
+                    f"more than {CAPACITY} processes hold memory on one simulated device",
+                )
+            if index == len(entries):
+                _HEADER.pack_into(self._map, 0, _MARK, index + 1)
+        self._index = index
+        self._write(index, owner.pid, owner.token, used)
+
+    def _locked_file(self) -> _FileLock:
+        return _FileLock(self._fd, self._lock)
+
+    # -- operations
+
+    def reserve(self, mine: int, extent: int, budget: int, sweep: bool) -> Optional[int]:
+        """Take *extent* more bytes (this process holds *mine*) if the device has them.
+
+        None when reserved (our entry now says ``mine + extent``); otherwise the bytes the
+        other processes hold. With *sweep*, dead processes' entries are cleared first.
+        """
+        with self._locked_file():
+            entries = self._read()
+            others = sum(self._others(entries, sweep).values())
+            if mine + extent + others > budget:
+                return others
+            self._store(entries, mine + extent)
+            return None
+
+    def update(self, mine: int) -> None:
+        """Record that this process now holds *mine* bytes on the device."""
+        if mine == 0 and self._index is None:
+            return
+        with self._locked_file():
+            self._store(self._read(), mine)
+
+    def others(self, sweep: bool = True) -> int:
+        """Bytes that live other processes hold on the device."""
+        with self._locked_file():
+            return sum(self._others(self._read(), sweep).values())
+
+    def usage(self) -> dict[int, int]:
+        """Bytes held per live process (PID), this one included."""
+        with self._locked_file():
+            entries = self._read()
+            held = self._others(entries, True)
+            result: dict[int, int] = {}
+            for index, used in held.items():
+                pid = entries[index][0]
+                result[pid] = result.get(pid, 0) + used
+            if self._index is not None and self._index < len(entries):
+                result[self._owner.pid] = entries[self._index][2]
+            return result
+
+
+class _FileLock:
+    """``with``: the thread lock, then the ``flock`` of a ledger file."""
+
+    __slots__ = ("_fd", "_lock")
+
+    def __init__(self, fd: int, lock: threading.Lock) -> None:
+        self._fd = fd
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
+class Machine:
+    """This process's membership of one simulated machine (one state directory)."""
+
+    def __init__(self, path: str) -> None:
+        ensure_dir(path)
+        procs = os.path.join(path, "procs")
+        ensure_dir(procs)
+        self.path = path
+        self.pid = os.getpid()
+        self.token = secrets.randbits(63) or 1
+        final = self.proc_path(self.pid, self.token)
+        # Locked before it gets its name, so no sweeper ever sees it unlocked.
+        draft = os.path.join(procs, f".{self.pid}.{self.token:x}")
+        self._proc_fd = _open(draft)
+        try:
+            fcntl.flock(self._proc_fd, fcntl.LOCK_EX)  # held for life; dropped at death
+            os.rename(draft, final)
+        except OSError as exc:
+            _close(self._proc_fd)
+            raise MachineError(
+                exc.errno, f"simulator state file {final!r} cannot be made: {exc.strerror}"
+            ) from None
+        self._ledgers: dict[int, DeviceLedger] = {}
+        self._lock = threading.Lock()
+        self._probes: dict[tuple[int, int], int] = {}  # open liveness files of others
+        self._probe_lock = threading.Lock()
+        _sweep_proc_files(procs, final)
+
+    def alive(self, pid: int, token: int) -> bool:
+        """Whether process (*pid*, *token*) lives: its liveness file is still locked.
+
+        The probe descriptor is kept open, so a later probe is one ``flock`` call.
+        """
+        key = (pid, token)
+        path = self.proc_path(pid, token)
+        with self._probe_lock:
+            fd = self._probes.get(key)
+            if fd is None:
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+                except FileNotFoundError:
+                    return False
+                except OSError:
+                    return True  # cannot tell: count it, which is the safe side
+                if len(self._probes) >= _PROBES_KEPT:
+                    self._close_probes()
+                self._probes[key] = fd
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            del self._probes[key]  # we got the lock: its holder is dead
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            _close(fd)
+            return False
+
+    def _close_probes(self) -> None:
+        for fd in self._probes.values():
+            _close(fd)
+        self._probes.clear()
+
+    def proc_path(self, pid: int, token: int) -> str:
+        """The liveness file of the process (*pid*, *token*)."""
+        return os.path.join(self.path, "procs", f"{pid}.{token:x}")
+
+    def ledger(self, device: int) -> DeviceLedger:
+        """The memory ledger of *device*, opened on first use."""
+        ledger = self._ledgers.get(device)
+        if ledger is None:
+            with self._lock:
+                ledger = self._ledgers.get(device)
+                if ledger is None:
+                    ledger = self._ledgers[device] = DeviceLedger(self, device)
+        return ledger
+
+    def forget(self) -> None:
+        """In a forked child: close inherited descriptors without unlocking anything."""
+        for ledger in self._ledgers.values():
+            ledger.close()
+        self._ledgers.clear()
+        self._close_probes()
+        _close(self._proc_fd)
+        self._proc_fd = -1
+
+
+def _sweep_proc_files(procs: str, own: str) -> None:
+    """Remove the liveness files of dead processes (once per process and machine)."""
+    try:
+        names = os.listdir(procs)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(procs, name)
+        if path != own and not name.startswith("."):  # "." files are being made
+            _holder_alive(path)
+
+
+_machines: dict[str, Machine] = {}
+_machines_lock = threading.Lock()
+
+
+def machine(path: str) -> Machine:
+    """This process's :class:`Machine` for state directory *path* (made on first use)."""
+    found = _machines.get(path)
+    if found is not None:
+        return found
+    with _machines_lock:
+        found = _machines.get(path)
+        if found is None:
+            found = _machines[path] = Machine(path)
+        return found
+
+
+def _after_fork_in_child() -> None:
+    global _machines_lock
+    _machines_lock = threading.Lock()
+    for inherited in _machines.values():
+        inherited.forget()
+    _machines.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
