@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _process, _runtime, _validate, slots
+from . import _backend, _process, _runtime, _validate, admission, slots
 from ._staging import StagingPool
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
@@ -135,6 +135,11 @@ class Device(ContextOwner):
         self.make_current()
         _backend.call("rt.synchronize_device", resource=self)
         retire_device(self)
+
+    def set_oom_policy(self, policy: str | None, *, timeout: float | None = None) -> None:
+        """The OOM policy of allocations on this session (see :func:`ascend_safe.set_oom_policy`;
+        ``None`` falls back to the process-wide one)."""
+        admission.set_oom_policy(policy, timeout=timeout, device=self)
 
     def mem_info(self, attr: MemAttr = MemAttr.HBM_MEM) -> tuple[int, int]:
         """``(free, total)`` bytes of *attr* memory on this device."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
-from . import _backend, _copy, _validate
+from . import _backend, _copy, _validate, admission
 from .constants import MallocPolicy
 from .context import ContextOwner, InContext
 from .stream import Stream
@@ -54,6 +54,9 @@ class Memory(InContext):
     #: Whether the memory lives on the device (for the copy direction).
     on_device: ClassVar[bool] = True
     _free_api: ClassVar[str]
+    #: The pyacl call that takes this memory from the device budget (memory admission decides
+    #: before it; see :mod:`ascend_safe.admission`), or None for host memory.
+    alloc_api: ClassVar[str | None] = None
     __slots__ = ("_size", "_users")
 
     def __init__(self, owner: ContextOwner, size: int, *, fill: Fill = 0, **alloc: Any) -> None:
@@ -69,7 +72,14 @@ class Memory(InContext):
 
     def _create(self, fill_byte: int | None, alloc: dict[str, Any]) -> int:
         self._owner.make_current()
-        ptr = self._allocate(self._size, **alloc)
+        ptr = admission.allocate(
+            self.alloc_api,
+            self._owner.device,
+            self._size,
+            lambda: self._allocate(self._size, **alloc),
+            malloc_policy=alloc.get("policy", 0),
+            resource=self,
+        )
         if fill_byte is not None:
             try:
                 _backend.call("rt.memset", ptr, self._size, fill_byte, self._size, resource=self)
@@ -214,6 +224,8 @@ class Memory(InContext):
         self._wait_idle()
         self._owner.make_current()
         _backend.call(self._free_api, handle, resource=self)
+        if self.alloc_api is not None:
+            admission.freed(self._owner.device.id)  # wake allocations waiting for memory
 
     def _describe(self) -> str:
         return f" device={self._owner.device.id} size={self._size}"
@@ -224,6 +236,7 @@ class DeviceMemory(Memory):
 
     kind = "device memory"
     _free_api = "rt.free"
+    alloc_api = "rt.malloc"
     __slots__ = ()
 
     def __init__(
@@ -272,6 +285,7 @@ class DvppMemory(Memory):
 
     kind = "DVPP memory"
     _free_api = "media.dvpp_free"
+    alloc_api = "media.dvpp_malloc"
     __slots__ = ()
 
     def _allocate(self, size: int, **alloc: Any) -> int:

@@ -262,6 +262,7 @@ def test_exit_does_not_wait_forever_for_a_blocked_allocation():
         import ascend_safe as asf
         from ascend_safe import sim
         sim.configure(run_mode=0, memory_per_device=1 << 20, rc_malloc_timeout=60)
+        asf.set_oom_policy("native")  # the RC-mode hang, without memory admission
         dev = asf.Device(0)
         first = dev.malloc(1 << 19)
         def blocked():

@@ -1,0 +1,251 @@
+"""Memory admission on the simulator's RC mode (run_mode 0), whose malloc blocks when memory
+runs out: the policies raise / wait / native, padding, concurrency, and 207001 in host mode."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+
+import pytest
+
+import ascend_safe as asf
+from ascend_safe import _backend, admission
+
+MEMORY = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def _policy_reset(sim, monkeypatch):
+    monkeypatch.delenv("ASCEND_SAFE_OOM_POLICY", raising=False)
+    monkeypatch.delenv("ASCEND_SAFE_OOM_TIMEOUT", raising=False)
+    asf.set_oom_policy(None)
+    # A blocked RC malloc gives up after 5 s in the simulator: a test that hangs fails fast.
+    sim.configure(run_mode=0, memory_per_device=MEMORY, rc_malloc_timeout=5.0)
+    yield
+    asf.set_oom_policy(None)
+
+
+def _hangs(sim):
+    return [v for v in sim.violations() if v.kind == "rc_malloc_hang"]
+
+
+def test_rc_mode_default_refuses_at_once_with_details(sim):
+    with asf.Device(0) as dev:
+        held = dev.malloc(700_000)
+        before = sim.call_counts().get("rt.malloc", 0)
+        with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+            dev.malloc(400_000)
+        err = info.value
+        assert sim.call_counts().get("rt.malloc", 0) == before  # decided before the call
+        assert err.code == 207001 and err.api == "acl.rt.malloc"
+        assert err.requested == 400_000
+        assert err.details["padded"] == 400_032
+        free, total = dev.mem_info()
+        assert (err.free, err.total) == (free, total) == (MEMORY - 700_032, MEMORY)
+        assert err.largest == [(repr(held), 700_000)]
+        text = str(err)
+        for part in (
+            "400000 bytes requested",
+            f"{free} of {MEMORY} bytes free",
+            repr(held),
+            "'raise'",
+            "set_oom_policy",
+        ):
+            assert part in text
+        held.close()
+    assert _hangs(sim) == []
+
+
+def test_padding_is_counted(sim):
+    with asf.Device(0) as dev:
+        free, _ = dev.mem_info()
+        # The raw size fits; with pyacl's +32 padding it does not, and RC mode would hang.
+        with pytest.raises(asf.OutOfDeviceMemoryError):
+            dev.malloc(free - 16)
+        with pytest.raises(asf.OutOfDeviceMemoryError):
+            dev.dvpp_malloc(free - 16)
+        exact = dev.malloc(free - 32)  # rounds to free - 32, plus 32: exactly free
+        assert dev.mem_info()[0] == 0
+        exact.close()
+    assert admission.padded_size("rt.malloc", 1) == 64
+    assert admission.padded_size("rt.malloc_align32", 1) == 32
+    assert admission.padded_size("media.dvpp_malloc", 64) == 96
+
+
+def test_wait_is_woken_by_a_free_in_this_process(sim):
+    asf.set_oom_policy("wait", timeout=30)
+    with asf.Device(0) as dev:
+        held = dev.malloc(700_000)
+        got: list[asf.DeviceMemory] = []
+        waiter = threading.Thread(target=lambda: got.append(dev.malloc(400_000)))
+        waiter.start()
+        waiter.join(0.2)
+        assert waiter.is_alive() and not got  # waiting, not admitted
+        held.close()
+        waiter.join(30)
+        assert not waiter.is_alive() and len(got) == 1
+        assert got[0].to_bytes(16) == bytes(16)
+        got[0].close()
+    assert _hangs(sim) == []
+
+
+def test_wait_gives_up_after_its_timeout(sim):
+    with asf.Device(0) as dev:
+        dev.set_oom_policy("wait", timeout=0.2)
+        held = dev.malloc(700_000)
+        with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+            dev.malloc(400_000)
+        assert "after waiting" in str(info.value) and "'wait'" in str(info.value)
+        held.close()
+    assert _hangs(sim) == []
+
+
+def test_native_reproduces_the_hang(sim):
+    sim.configure(rc_malloc_timeout=0.3)
+    asf.set_oom_policy("native")
+    with asf.Device(0) as dev:
+        held = dev.malloc(700_000)
+        with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+            dev.malloc(400_000)  # blocks in the simulator until its safety timeout
+        assert info.value.requested == 400_000
+        held.close()
+    assert len(_hangs(sim)) == 1
+    sim.clear_violations()
+
+
+@pytest.mark.parametrize("policy", ["raise", "wait"])
+def test_two_threads_are_not_both_admitted_against_the_same_memory(sim, policy, monkeypatch):
+    # A driver whose malloc takes a while before it takes the memory: the second thread
+    # decides while the first thread's malloc is still running.
+    real_malloc = sim.acl_module().rt.malloc
+
+    def slow_malloc(size: int, kind: int) -> tuple[int, int]:
+        time.sleep(0.1)
+        return real_malloc(size, kind)
+
+    monkeypatch.setitem(_backend._functions, "rt.malloc", slow_malloc)
+    asf.set_oom_policy(policy, timeout=30)
+    with asf.Device(0) as dev:
+        barrier = threading.Barrier(2)
+        results: list[object] = []
+
+        def one() -> None:
+            barrier.wait()
+            try:
+                results.append(dev.malloc(600_000))
+            except asf.OutOfDeviceMemoryError as exc:
+                results.append(exc)
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        if policy == "wait":  # the second waits for the first to be closed
+            for _ in range(200):
+                mems = [r for r in results if isinstance(r, asf.DeviceMemory)]
+                if mems:
+                    break
+                threads[0].join(0.05)
+            mems[0].close()
+        for t in threads:
+            t.join(30)
+        mems = [r for r in results if isinstance(r, asf.DeviceMemory)]
+        errors = [r for r in results if isinstance(r, asf.OutOfDeviceMemoryError)]
+        if policy == "raise":
+            assert len(mems) == 1 and len(errors) == 1
+        else:
+            assert len(mems) == 2 and not errors
+        for m in mems:
+            m.close()
+    assert _hangs(sim) == []
+
+
+def test_device_policy_overrides_the_process_one(sim):
+    asf.set_oom_policy("native")
+    with asf.Device(0) as dev:
+        dev.set_oom_policy("raise")
+        assert asf.get_oom_policy(dev) == ("raise", None)
+        assert asf.get_oom_policy() == ("native", None)
+        held = dev.malloc(700_000)
+        with pytest.raises(asf.OutOfDeviceMemoryError):
+            dev.malloc(400_000)
+        dev.set_oom_policy(None)
+        assert asf.get_oom_policy(dev) == ("native", None)
+        held.close()
+    assert _hangs(sim) == []
+
+
+def test_policy_from_the_environment(sim, monkeypatch):
+    monkeypatch.setenv("ASCEND_SAFE_OOM_POLICY", "Wait")
+    monkeypatch.setenv("ASCEND_SAFE_OOM_TIMEOUT", "0.1")
+    assert asf.get_oom_policy() == ("wait", 0.1)
+    with asf.Device(0) as dev:
+        held = dev.malloc(700_000)
+        with pytest.raises(asf.OutOfDeviceMemoryError, match="after waiting"):
+            dev.malloc(400_000)
+        held.close()
+    monkeypatch.setenv("ASCEND_SAFE_OOM_POLICY", "wiat")
+    with pytest.raises(ValueError, match="ASCEND_SAFE_OOM_POLICY='wiat'"):
+        asf.get_oom_policy()
+    monkeypatch.setenv("ASCEND_SAFE_OOM_POLICY", "wait")
+    monkeypatch.setenv("ASCEND_SAFE_OOM_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="ASCEND_SAFE_OOM_TIMEOUT"):
+        asf.get_oom_policy()
+
+
+def test_bad_policy_arguments():
+    with pytest.raises(ValueError, match="'raise', 'wait', 'native'"):
+        asf.set_oom_policy("hang")
+    with pytest.raises(TypeError):
+        asf.set_oom_policy("wait", timeout="1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        asf.set_oom_policy("wait", timeout=-1)
+
+
+def test_host_mode_default_is_native_and_207001_gets_details(sim):
+    sim.configure(run_mode=1)
+    with asf.Device(0) as dev:
+        assert admission.effective_policy(dev).policy == "native"
+        held = dev.malloc(700_000)
+        before = sim.call_counts().get("rt.malloc", 0)
+        with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+            dev.malloc(400_000)
+        assert sim.call_counts()["rt.malloc"] == before + 1  # pyacl itself said 207001
+        err = info.value
+        assert err.requested == 400_000 and err.total == MEMORY
+        assert err.largest == [(repr(held), 700_000)]
+        assert "400000 bytes requested" in str(err)
+        again = pickle.loads(pickle.dumps(err))
+        assert again.details == err.details and str(again) == str(err)
+        held.close()
+
+
+def test_cached_memory_is_released_before_refusing(sim):
+    with asf.Device(0) as dev:
+        cache = [dev.malloc(700_000)]
+        asked: list[tuple[int, int]] = []
+
+        def release(device_id: int, nbytes: int) -> int:
+            asked.append((device_id, nbytes))
+            freed = sum(m.size for m in cache)
+            for m in cache:
+                m.close()
+            cache.clear()
+            return freed
+
+        unregister = admission.on_release_cached(release)
+        try:
+            mem = dev.malloc(400_000)
+        finally:
+            unregister()
+        assert asked == [(0, 400_032)]
+        mem.close()
+    assert _hangs(sim) == []
+
+
+def test_host_memory_is_not_admitted(sim):
+    with asf.Device(0) as dev:
+        before = sim.call_counts().get("rt.get_mem_info", 0)
+        with dev.malloc_host(4096):
+            pass
+        assert sim.call_counts().get("rt.get_mem_info", 0) == before
