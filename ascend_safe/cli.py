@@ -121,24 +121,14 @@ class _Lane:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    import ascend_safe as asf
+    from . import __version__, doctor
 
-    from . import _backend, slots
-
-    print(f"ascend_safe {asf.__version__}, Python {sys.version.split()[0]}")
-    print(f"backend: {asf.backend_name()}")
-    soc = _backend.call_value("get_soc_name")
-    print(f"SoC: {soc or 'unknown'}; virtual machine: {'yes' if slots.detect_vm() else 'no'}")
-    print(f"processes allowed per device: {slots.process_limit(soc)}")
-    print(f"process slot files: {slots.slot_dir()}")
-    print(f"fork policy: {asf.get_fork_policy()}")
-    path = "/proc/sys/vm/enable_oom_killer"
-    try:
-        with open(path) as fh:
-            print(f"{path}: {fh.read().strip()}")
-    except OSError:
-        print(f"{path}: not present (only on Ascend RC-form devices)")
-    return 0
+    report = doctor.run(args.timeout, version=__version__)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.text())
+    return 0 if report.ok else 1
 
 
 def _conformance(args: argparse.Namespace) -> int:
@@ -178,7 +168,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--model-batches", type=int, default=64)
     demo.set_defaults(run=_demo)
-    doctor = sub.add_parser("doctor", help="report the environment")
+    doctor = sub.add_parser(
+        "doctor",
+        help="diagnose this machine: backend, devices, limits, OOM and fork settings",
+        description="Check the backend, versions, SoC, run mode, each device, process slots, "
+        "RC-mode OOM handling, fork settings, logind, warnings and ASCEND_SAFE_* variables; "
+        "print each check with its fix. Exits 1 if any check fails. See docs/doctor.md.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long each device probe may take before the device is reported wedged",
+    )
     doctor.set_defaults(run=_doctor)
     check = sub.add_parser(
         "conformance",
