@@ -36,7 +36,6 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 DEFAULT_TIMEOUT = 5.0
 OOM_KILLER_PATH = "/proc/sys/vm/enable_oom_killer"
 SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket"
-_OOM_KILLER_FIX = f"as root on the device: echo 1 > {OOM_KILLER_PATH}"
 
 #: Environment variables ascend_safe reads (the simulator's own are added below).
 KNOWN_VARIABLES = frozenset(
@@ -565,8 +564,9 @@ def _oom_checks(run_mode: Optional[int]) -> list[Check]:
             "oom_killer",
             WARN,
             f"{OOM_KILLER_PATH} = {value}: a device malloc that does not fit hangs",
-            f"{_OOM_KILLER_FIX} (ascend_safe's OOM policy already guards its own "
-            "allocations; this covers everything else)",
+            f"as root on the device: echo 1 > {OOM_KILLER_PATH} (to keep it across reboots: "
+            "vm.enable_oom_killer = 1 in /etc/sysctl.conf); ascend_safe's OOM policy already "
+            "guards its own allocations, this covers everything else",
             details,
         )
     try:
