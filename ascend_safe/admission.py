@@ -20,7 +20,8 @@ waiting, the registered cache releasers (see :func:`on_release_cached`) are aske
 blocks back.
 
 Which policy applies: a device's own (:meth:`ascend_safe.Device.set_oom_policy`), else the
-process-wide one (:func:`set_oom_policy`), else ``ASCEND_SAFE_OOM_POLICY``, else the default:
+process-wide one (:func:`set_oom_policy`), else ``ASCEND_SAFE_OOM_POLICY`` (with
+``ASCEND_SAFE_OOM_TIMEOUT`` for ``wait``; read at the first allocation), else the default:
 ``raise`` in RC mode, ``native`` in host mode (where pyacl returns 207001 itself, which becomes
 an ``OutOfDeviceMemoryError`` with the same details).
 
@@ -50,10 +51,12 @@ __all__ = [
     "OomSetting",
     "allocate",
     "effective_policy",
+    "environment_setting",
     "freed",
     "get_oom_policy",
     "on_release_cached",
     "padded_size",
+    "refresh_environment",
     "set_oom_policy",
 ]
 
@@ -133,16 +136,48 @@ def set_oom_policy(
 def get_oom_policy(device: Any = None) -> Optional[OomSetting]:
     """The setting in force for *device* (or the process) from the API or the environment;
     ``None`` when the default applies (``raise`` in RC mode, ``native`` in host mode)."""
-    with _settings.lock:
-        if device is not None and device in _settings.devices:
-            return _settings.devices[device]
-        if _settings.process is not None:
-            return _settings.process
+    if device is not None and _settings.devices:  # read without the lock: one dict lookup
+        setting = _settings.devices.get(device)
+        if setting is not None:
+            return setting
+    setting = _settings.process
+    if setting is not None:
+        return setting
     return _from_env()
 
 
+class _EnvCache:
+    """``ASCEND_SAFE_OOM_POLICY`` / ``_TIMEOUT``, parsed at first use (reading the environment
+    costs about a microsecond, too much for every allocation)."""
+
+    loaded = False
+    setting: Optional[OomSetting] = None
+
+
+_env = _EnvCache()
+
+
 def _from_env() -> Optional[OomSetting]:
-    raw = os.environ.get(ENV_POLICY, "").strip()
+    if not _env.loaded:
+        _env.setting = environment_setting()
+        _env.loaded = True
+    return _env.setting
+
+
+def refresh_environment() -> None:
+    """Read ``ASCEND_SAFE_OOM_POLICY`` and ``ASCEND_SAFE_OOM_TIMEOUT`` again at the next
+    allocation (they are read once, at the first one)."""
+    _env.loaded = False
+
+
+def environment_setting() -> Optional[OomSetting]:
+    """The setting ``ASCEND_SAFE_OOM_POLICY`` / ``ASCEND_SAFE_OOM_TIMEOUT`` ask for now (None:
+    unset); ``ValueError`` for a bad value."""
+    return _parse_env(os.environ.get(ENV_POLICY, ""), os.environ.get(ENV_TIMEOUT, ""))
+
+
+def _parse_env(raw: str, raw_timeout: str) -> Optional[OomSetting]:
+    raw, raw_timeout = raw.strip(), raw_timeout.strip()
     if not raw:
         return None
     try:
@@ -151,7 +186,6 @@ def _from_env() -> Optional[OomSetting]:
         raise ValueError(
             f"{ENV_POLICY}={raw!r} is not valid: use one of {', '.join(OOM_POLICIES)}"
         ) from None
-    raw_timeout = os.environ.get(ENV_TIMEOUT, "").strip()
     if not raw_timeout:
         return OomSetting(policy, None)
     try:
@@ -274,20 +308,25 @@ def padded_size(api: str, size: int) -> int:
     return rounded + 32 if _PLUS32.get(api, True) else rounded
 
 
+#: Malloc page policy -> the specific attributes to ask first.
+_POLICY_ATTRS: dict[int, tuple[MemAttr, ...]] = {
+    MallocPolicy.HUGE_ONLY: (MemAttr.HBM_MEM_HUGE, MemAttr.DDR_MEM_HUGE),
+    MallocPolicy.NORMAL_ONLY: (MemAttr.HBM_MEM_NORMAL, MemAttr.DDR_MEM_NORMAL),
+    MallocPolicy.HUGE_ONLY_P2P: (MemAttr.HBM_MEM_P2P_HUGE, MemAttr.DDR_MEM_P2P_HUGE),
+    MallocPolicy.NORMAL_ONLY_P2P: (MemAttr.HBM_MEM_P2P_NORMAL, MemAttr.DDR_MEM_P2P_NORMAL),
+    MallocPolicy.HUGE1G_ONLY: (MemAttr.HBM_MEM_HUGE1G,),
+    MallocPolicy.HUGE1G_ONLY_P2P: (MemAttr.HBM_MEM_P2P_HUGE1G,),
+}
+_GENERAL_ATTRS = (MemAttr.HBM_MEM, MemAttr.DDR_MEM)
+_DVPP_ATTRS = (MemAttr.HBM_MEM_HUGE, MemAttr.DDR_MEM_HUGE, *_GENERAL_ATTRS)
+
+
 def _attributes(api: str, malloc_policy: int) -> tuple[MemAttr, ...]:
-    """The ``get_mem_info`` attributes to ask, best first: one the hardware lacks reports 0/0."""
+    """The ``get_mem_info`` attributes to ask, best first: one the hardware lacks reports 0/0
+    (the runtime maps HBM kinds to DDR on devices without HBM: ``npu_driver_mem.cc``)."""
     if api == "media.dvpp_malloc":
-        return (MemAttr.HBM_MEM_HUGE, MemAttr.DDR_MEM_HUGE, MemAttr.HBM_MEM, MemAttr.DDR_MEM)
-    page = malloc_policy & 0xFF
-    specific = {
-        MallocPolicy.HUGE_ONLY: (MemAttr.HBM_MEM_HUGE, MemAttr.DDR_MEM_HUGE),
-        MallocPolicy.NORMAL_ONLY: (MemAttr.HBM_MEM_NORMAL, MemAttr.DDR_MEM_NORMAL),
-        MallocPolicy.HUGE_ONLY_P2P: (MemAttr.HBM_MEM_P2P_HUGE, MemAttr.DDR_MEM_P2P_HUGE),
-        MallocPolicy.NORMAL_ONLY_P2P: (MemAttr.HBM_MEM_P2P_NORMAL, MemAttr.DDR_MEM_P2P_NORMAL),
-        MallocPolicy.HUGE1G_ONLY: (MemAttr.HBM_MEM_HUGE1G,),
-        MallocPolicy.HUGE1G_ONLY_P2P: (MemAttr.HBM_MEM_P2P_HUGE1G,),
-    }.get(page, ())  # type: ignore[call-overload]
-    return (*specific, MemAttr.HBM_MEM, MemAttr.DDR_MEM)
+        return _DVPP_ATTRS
+    return (*_POLICY_ATTRS.get(malloc_policy & 0xFF, ()), *_GENERAL_ATTRS)
 
 
 def _mem_info(attrs: tuple[MemAttr, ...], resource: object) -> tuple[int, int]:

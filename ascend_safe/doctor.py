@@ -570,7 +570,7 @@ def _oom_checks(run_mode: Optional[int]) -> list[Check]:
             details,
         )
     try:
-        setting = admission.get_oom_policy()
+        setting = admission.environment_setting()
     except ValueError as exc:
         return [
             killer,

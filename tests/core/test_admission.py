@@ -20,10 +20,12 @@ def _policy_reset(sim, monkeypatch):
     monkeypatch.delenv("ASCEND_SAFE_OOM_POLICY", raising=False)
     monkeypatch.delenv("ASCEND_SAFE_OOM_TIMEOUT", raising=False)
     asf.set_oom_policy(None)
+    admission.refresh_environment()
     # A blocked RC malloc gives up after 5 s in the simulator: a test that hangs fails fast.
     sim.configure(run_mode=0, memory_per_device=MEMORY, rc_malloc_timeout=5.0)
     yield
     asf.set_oom_policy(None)
+    admission.refresh_environment()
 
 
 def _hangs(sim):
@@ -178,6 +180,7 @@ def test_device_policy_overrides_the_process_one(sim):
 def test_policy_from_the_environment(sim, monkeypatch):
     monkeypatch.setenv("ASCEND_SAFE_OOM_POLICY", "Wait")
     monkeypatch.setenv("ASCEND_SAFE_OOM_TIMEOUT", "0.1")
+    admission.refresh_environment()
     assert asf.get_oom_policy() == ("wait", 0.1)
     with asf.Device(0) as dev:
         held = dev.malloc(700_000)
@@ -185,10 +188,12 @@ def test_policy_from_the_environment(sim, monkeypatch):
             dev.malloc(400_000)
         held.close()
     monkeypatch.setenv("ASCEND_SAFE_OOM_POLICY", "wiat")
+    admission.refresh_environment()
     with pytest.raises(ValueError, match="ASCEND_SAFE_OOM_POLICY='wiat'"):
         asf.get_oom_policy()
     monkeypatch.setenv("ASCEND_SAFE_OOM_POLICY", "wait")
     monkeypatch.setenv("ASCEND_SAFE_OOM_TIMEOUT", "soon")
+    admission.refresh_environment()
     with pytest.raises(ValueError, match="ASCEND_SAFE_OOM_TIMEOUT"):
         asf.get_oom_policy()
 
