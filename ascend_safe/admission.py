@@ -371,15 +371,16 @@ def allocate(
     if setting.policy == "native":
         return _call(call, api, device_id, size, extent, attrs, resource)
     budget = _budget(device_id)
-    token = _admit(budget, setting, api, device_id, size, extent, attrs, resource)
-    try:
+    token = next(_tokens)
+    try:  # the reservation is dropped whatever happens, an interrupt included
+        _admit(budget, token, setting, api, device_id, size, extent, attrs, resource)
         return _call(call, api, device_id, size, extent, attrs, resource)
     finally:
         with budget.lock:
-            del budget.reserved[token]
-            budget.generation += 1
-            if budget.waiters:
-                budget.changed.notify_all()
+            if budget.reserved.pop(token, None) is not None:
+                budget.generation += 1
+                if budget.waiters:
+                    budget.changed.notify_all()
 
 
 def _call(
@@ -404,6 +405,7 @@ def _call(
 
 def _admit(
     budget: _Budget,
+    token: int,
     setting: OomSetting,
     api: str,
     device_id: int,
@@ -411,8 +413,8 @@ def _admit(
     extent: int,
     attrs: tuple[MemAttr, ...],
     resource: object,
-) -> int:
-    """Reserve *extent* bytes once they fit; return the reservation's token, or raise."""
+) -> None:
+    """Reserve *extent* bytes under *token* once they fit, or raise."""
     start = time.monotonic()
     deadline = start + setting.timeout if setting.timeout is not None else math.inf
     if setting.policy == "raise":
@@ -424,9 +426,8 @@ def _admit(
             free, total = _mem_info(attrs, resource)
             inflight = sum(budget.reserved.values())
             if total == 0 or extent + inflight <= free:  # total 0: the device cannot tell
-                token = next(_tokens)
                 budget.reserved[token] = extent
-                return token
+                return
             generation = budget.generation
         if not flushed:
             flushed = True

@@ -254,3 +254,18 @@ def test_host_memory_is_not_admitted(sim):
         with dev.malloc_host(4096):
             pass
         assert sim.call_counts().get("rt.get_mem_info", 0) == before
+
+
+def test_an_interrupted_allocation_leaves_no_reservation(sim, monkeypatch):
+    def interrupted(size: int, kind: int) -> tuple[int, int]:
+        raise KeyboardInterrupt
+
+    with asf.Device(0) as dev:
+        with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+            patch.setitem(_backend._functions, "rt.malloc", interrupted)
+            dev.malloc(700_000)
+        # No phantom 700000 bytes in flight: this fits and is admitted.
+        mem = dev.malloc(700_000)
+        assert admission._budgets[0].reserved == {}
+        mem.close()
+    assert _hangs(sim) == []
