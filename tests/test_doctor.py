@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -299,3 +300,57 @@ def test_survey_reads_without_creating(tmp_path):
 def test_product_family(soc, family):
     assert family in (doctor.product_family(soc) or "")
     assert doctor.product_family("Mystery1") is None
+
+
+@pytest.fixture
+def private_bus(tmp_path, monkeypatch):
+    """A private dbus-daemon, made the system bus through DBUS_SYSTEM_BUS_ADDRESS."""
+    if shutil.which("dbus-daemon") is None:
+        pytest.skip("dbus-daemon is not installed (Debian package dbus-daemon)")
+    pytest.importorskip("jeepney")
+    address = f"unix:path={tmp_path / 'bus'}"
+    proc = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--print-address=1", f"--address={address}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = proc.stdout.readline().strip()
+        assert printed.startswith(address)
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", printed)
+        yield printed
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_logind_missing_on_a_live_bus(private_bus):
+    check = doctor._logind_check(2.0)
+    assert check.status == "warn" and "no logind" in check.summary
+    assert check.details["logind"] is False
+
+
+def test_logind_present_on_the_bus(private_bus):
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+
+    conn = open_dbus_connection(bus="SYSTEM")
+    try:
+        bus = DBusAddress(
+            "/org/freedesktop/DBus",
+            bus_name="org.freedesktop.DBus",
+            interface="org.freedesktop.DBus",
+        )
+        reply = conn.send_and_get_reply(
+            new_method_call(bus, "RequestName", "su", ("org.freedesktop.login1", 0))
+        )
+        assert reply.body == (1,)  # primary owner
+        check = doctor._logind_check(2.0)
+    finally:
+        conn.close()
+    assert check.status == "ok" and check.fix is None
+    assert "logind reachable" in check.summary
+    assert check.details["inhibitor"] == "unknown"
