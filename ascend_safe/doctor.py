@@ -330,10 +330,16 @@ def _child_checks(child: _ChildResults, timeout: float) -> tuple[list[Check], Op
                 f"no answer within {timeout:g}s (the probe process was stopped)",
                 _WEDGED_FIX,
             )
+        if name not in res and child.crash:
+            return Check(
+                label,
+                FAIL,
+                f"not probed: the probe process died ({child.crash})",
+                f"run '{sys.executable} -c \"import ascend_safe, acl\"' to see the error; "
+                "check the Python environment and CANN's set_env.sh",
+            )
         if name not in res:
             why = "an earlier probe did not finish" if child.stuck else "not reached"
-            if child.crash:
-                why = f"the probe process died: {child.crash}"
             return Check(label, WARN, f"not probed ({why})", "fix the checks above first")
         return None
 

@@ -354,3 +354,17 @@ def test_logind_present_on_the_bus(private_bus):
     assert check.status == "ok" and check.fix is None
     assert "logind reachable" in check.summary
     assert check.details["inhibitor"] == "unknown"
+
+
+def test_a_probe_process_that_dies_is_a_failure(clean_env, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text("import os\nos._exit(3)\n")
+    clean_env.setenv("PYTHONPATH", str(tmp_path))
+    report = doctor.run(10)
+    checks = _by_name(report)
+    assert not report.ok
+    backend = checks["backend"]
+    assert backend.status == "fail" and "the probe process died (exit status 3)" in (
+        backend.summary
+    )
+    assert backend.fix is not None and "import ascend_safe" in backend.fix
+    assert checks["environment"].status == "ok"
