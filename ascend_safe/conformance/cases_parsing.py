@@ -1,9 +1,13 @@
 """Argument parsing: pyACL parses positional arguments with ``PyArg_ParseTuple``.
 
 Per format letter (CPython): ``i``/``I``/``l`` take any object with ``__index__`` (numpy
-integers included; ``i`` range-checks), ``k``/``K`` take only real ``int`` (``bool`` included)
-and keep the low 64 bits, ``s`` takes only ``str``. pyACL turns any parse failure, overflow
-included, into ``TypeError("acl.<sub>.<fn> args parse failed")``.
+integers included); ``i`` and ``l`` range-check (``OverflowError``), ``I`` keeps the low 32 bits
+with no error; ``k``/``K`` take only real ``int`` (``bool`` included; numpy integers raise
+``TypeError``) and keep the low 64 bits; ``s`` takes only ``str`` without NUL characters
+(``ValueError`` otherwise). pyACL wraps nearly every parse in
+``CHECK_NULL(PyArg_ParseTuple(...), "acl.<sub>.<fn> args parse failed")`` (``utils_methods.h``),
+which replaces whatever parsing raised, overflow included, with that ``TypeError``;
+``acl.util.start_thread`` does not, so CPython's own ``TypeError`` comes through there.
 """
 
 from __future__ import annotations
@@ -12,7 +16,23 @@ from typing import Any
 
 from ._case import Probe, case, shape
 
-PARSE = "python/pyACL (hicann/runtime): PyArg_ParseTuple format "
+#: Where pyACL's source parses each function these cases call (python/pyACL/...).
+SOURCE = {
+    "init": "py_init_acl.cpp",
+    "create_data_buffer": "py_init_acl.cpp",
+    "rt.set_device": "rt/rt_device.cpp",
+    "rt.malloc": "rt/rt_memory.cpp",
+    "rt.free": "rt/rt_memory.cpp",
+    "rt.memcpy": "rt/rt_memory.cpp",
+    "rt.memset": "rt/rt_memory.cpp",
+    "rt.get_mem_info": "rt/rt_memory.cpp",
+    "rt.create_event_with_flag": "rt/rt_synchronize.cpp",
+    "media.dvpp_malloc": "media/media_common.cpp",
+}
+
+
+def _at(api: str) -> str:
+    return f"python/pyACL {SOURCE[api]}: PyArg_ParseTuple format "
 
 #: (api, arguments, format evidence): calls that must raise TypeError.
 _TYPE_ERRORS: tuple[tuple[str, str, tuple[Any, ...], str], ...] = (
@@ -38,7 +58,7 @@ def _type_error_case(name: str, api: str, args: tuple[Any, ...], why: str) -> No
         "arg-parsing",
         expect="TypeError: args parse failed",
         phase="init" if api != "init" else "bare",
-        evidence=PARSE + f"of acl.{api}: {why}",
+        evidence=_at(api) + f"of acl.{api}: {why}",
     )
     def _probe(p: Probe) -> Any:
         # A call that wrongly succeeds is undone: pointers freed, the device reset.
@@ -63,7 +83,8 @@ for _entry in _TYPE_ERRORS:
     "args.keyword_arguments",
     "arg-parsing",
     expect="TypeError",
-    evidence="python/pyACL: every function is METH_VARARGS (no keyword arguments)",
+    evidence="python/pyACL method tables (py_init_acl.cpp, rt/pyrt_methods.cpp, ...): every "
+    "function is METH_VARARGS, none METH_KEYWORDS (no keyword arguments)",
 )
 def _keywords(p: Probe) -> Any:
     try:
@@ -77,7 +98,8 @@ def _keywords(p: Probe) -> Any:
     "args.bool_as_int",
     "arg-parsing",
     expect=0,
-    evidence=PARSE + "'k' and 'i' accept bool (an int subclass)",
+    evidence=_at("rt.malloc") + "'ki' of acl.rt.malloc: 'k' and 'i' accept bool (an int "
+    "subclass)",
 )
 def _bool(p: Probe) -> Any:
     ptr, ret = p.acl.rt.malloc(True, False)
@@ -90,8 +112,8 @@ def _bool(p: Probe) -> Any:
     "args.k_wraps_above_64_bits",
     "arg-parsing",
     expect=[0, True],
-    evidence=PARSE + "'k' of acl.rt.malloc keeps the low 64 bits (PyLong_AsUnsignedLongMask): "
-    "2**64 + 64 is a 64-byte request",
+    evidence=_at("rt.malloc") + "'k' of acl.rt.malloc keeps the low 64 bits "
+    "(PyLong_AsUnsignedLongMask): 2**64 + 64 is a 64-byte request",
 )
 def _k_wrap(p: Probe) -> Any:
     ptr, ret = p.acl.rt.malloc((1 << 64) + 64, 0)
@@ -107,7 +129,7 @@ def _k_wrap(p: Probe) -> Any:
     "args.k_wraps_negative_handle",
     "arg-parsing",
     expect=100000,
-    evidence=PARSE + "'k' of acl.rt.free: -(2**64) wraps to 0, the NULL pointer -> "
+    evidence=_at("rt.free") + "'k' of acl.rt.free: -(2**64) wraps to 0, the NULL pointer -> "
     "ACL_ERROR_INVALID_PARAM",
 )
 def _k_negative(p: Probe) -> Any:
@@ -127,7 +149,7 @@ def _np() -> Any:
     "args.numpy.i_set_device",
     "arg-parsing",
     expect=0,
-    evidence=PARSE + "'i' of acl.rt.set_device accepts numpy.int32 (__index__)",
+    evidence=_at("rt.set_device") + "'i' of acl.rt.set_device accepts numpy.int32 (__index__)",
 )
 def _np_set_device(p: Probe) -> Any:
     try:
@@ -143,7 +165,7 @@ def _np_set_device(p: Probe) -> Any:
     "args.numpy.i_get_mem_info",
     "arg-parsing",
     expect=0,
-    evidence=PARSE + "'i' of acl.rt.get_mem_info accepts numpy.int64 (__index__)",
+    evidence=_at("rt.get_mem_info") + "'i' of acl.rt.get_mem_info accepts numpy.int64 (__index__)",
 )
 def _np_mem_info(p: Probe) -> Any:
     try:
@@ -156,7 +178,7 @@ def _np_mem_info(p: Probe) -> Any:
     "args.numpy.i_memset_value",
     "arg-parsing",
     expect=0,
-    evidence=PARSE + "'kkik' of acl.rt.memset: the value ('i') accepts numpy.uint8",
+    evidence=_at("rt.memset") + "'kkik' of acl.rt.memset: the value ('i') accepts numpy.uint8",
 )
 def _np_memset(p: Probe) -> Any:
     dev = p.malloc(64)
@@ -170,7 +192,8 @@ def _np_memset(p: Probe) -> Any:
     "args.numpy.I_event_flag",
     "arg-parsing",
     expect=0,
-    evidence=PARSE + "'I' of acl.rt.create_event_with_flag accepts numpy.uint32",
+    evidence=_at("rt.create_event_with_flag")
+    + "'I' of acl.rt.create_event_with_flag accepts numpy.uint32",
 )
 def _np_event_flag(p: Probe) -> Any:
     try:
@@ -186,7 +209,7 @@ def _np_event_flag(p: Probe) -> Any:
     "args.numpy.k_malloc_size",
     "arg-parsing",
     expect="TypeError: args parse failed",
-    evidence=PARSE + "'k' of acl.rt.malloc refuses numpy.int64 (PyLong_Check)",
+    evidence=_at("rt.malloc") + "'k' of acl.rt.malloc refuses numpy.int64 (PyLong_Check)",
 )
 def _np_malloc(p: Probe) -> Any:
     return p.raises(
@@ -201,7 +224,7 @@ def _np_malloc(p: Probe) -> Any:
     "args.numpy.k_free_pointer",
     "arg-parsing",
     expect="TypeError: args parse failed",
-    evidence=PARSE + "'k' of acl.rt.free refuses numpy.uint64",
+    evidence=_at("rt.free") + "'k' of acl.rt.free refuses numpy.uint64",
 )
 def _np_free(p: Probe) -> Any:
     ptr = p.ok("rt.malloc", 64, 0)
