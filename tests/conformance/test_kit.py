@@ -287,3 +287,55 @@ def test_command_line_in_a_fresh_interpreter() -> None:
     cases, passed, differ, error = map(int, summary.groups())
     assert cases == len(conformance.select("error-codes")[0]) == passed + differ + error
     assert proc.returncode == (0 if differ == error == 0 else 1)
+
+
+def test_model_cases_without_a_model_are_not_applicable(acl: types.ModuleType) -> None:
+    selected = [c for c in conformance.cases() if c.category == "models" and not c.in_child]
+    report = conformance.run(acl, selected=selected)
+    statuses = {r.case.id: r.status for r in report.results}
+    needing = {i for i, status in statuses.items() if status == "skipped"}
+    # Those that need a file are skipped with the reason; the others still run and pass.
+    assert "mdl.execute.sync_and_async_agree" in needing
+    assert "mdl.desc_dataset.shapes" not in needing
+    assert {statuses[i] for i in set(statuses) - needing} == {"pass"}
+    for result in report.results:
+        if result.status == "skipped":
+            assert "pass --model PATH" in result.detail
+    assert sim.live_handles() == {}
+
+
+def test_model_cases_pick_a_fitting_model(acl: types.ModuleType, sample_models: list[str]) -> None:
+    static, batch, hw = sample_models
+    selected = [
+        _by_id("mdl.dynamic_batch"),
+        _by_id("mdl.dynamic_hw"),
+        _by_id("mdl.desc.consistent"),
+    ]
+    only_static = _outcomes(conformance.run(acl, selected=selected, models=[static]))
+    assert [only_static[c.id][0] for c in selected] == ["skipped", "skipped", "pass"]
+    # The static model is found even when listed last.
+    report = conformance.run(acl, selected=selected, models=[hw, batch, static])
+    assert [r.status for r in report.results] == ["pass", "pass", "pass"]
+    assert report.results[0].notes["model"] == "dynamic_batch.model"
+    assert report.results[1].notes["model"] == "dynamic_hw.model"
+    described = report.results[2].notes["description"]
+    assert [d["name"] for d in described] == ["x", "y"]
+    assert report.environment["models"] == [hw, batch, static]
+    assert sim.live_handles() == {}
+
+
+def test_model_files_reach_child_processes(sample_models: list[str]) -> None:
+    in_child = dataclasses.replace(_by_id("mdl.execute.sync_and_async_agree"), isolated=True)
+    (result,) = conformance.run_in_children([in_child], models=sample_models)
+    assert (result.status, result.detail) == ("pass", "")
+    (result,) = conformance.run_in_children([in_child])
+    assert result.status == "skipped"
+
+
+def test_cli_writes_sample_models_on_the_simulator(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("numpy")
+    assert cli.main(["conformance", "--only", "mdl.*"]) == 0
+    out = capsys.readouterr().out
+    summary = re.search(r"(\d+) cases?, (\d+) pass, 0 differ, 0 error, 0 not applicable", out)
+    assert summary is not None, out
+    assert summary.group(1) == summary.group(2)
