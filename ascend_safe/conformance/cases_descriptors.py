@@ -127,8 +127,8 @@ for _pair in PAIRS:
     "descriptors.destroy_null",
     "error-codes",
     expect={_short(p.destroy): 100000 for p in PAIRS if p.returns == "ret"},
-    evidence="acldvpp/aclvdec/aclvenc/aclmdl destroy functions check for NULL -> "
-    "ACL_ERROR_INVALID_PARAM",
+    evidence="acldvpp/aclvdec/aclvenc/aclmdl destroy functions of NULL -> "
+    "ACL_ERROR_INVALID_PARAM: " + SIM_CHOICE + " (their runtime source is not public)",
 )
 def _destroy_null(p: Probe) -> Any:
     return {_short(pair.destroy): p.fn(pair.destroy)(0) for pair in PAIRS if pair.returns == "ret"}

@@ -222,8 +222,9 @@ def _desc_dataset(p: Probe) -> Any:
     "mdl.empty_desc.getters",
     "models",
     expect=[0, 0, 0, 0, -1, -1, -1, -1, None, None],
-    evidence=MDL + "getters of a description no get_desc filled: counts and sizes 0, data "
-    "types ACL_DT_UNDEFINED (-1), formats ACL_FORMAT_UNDEFINED (-1), names NULL -> None",
+    evidence=MDL + "bare getters return 0, the enum value or the name ('s': NULL -> None); for "
+    "a description no get_desc filled the values (0, ACL_DT_UNDEFINED -1, ACL_FORMAT_UNDEFINED "
+    "-1, NULL) are the simulator's choice (docs/simulator.md)",
 )
 def _empty_desc(p: Probe) -> Any:
     mdl = p.acl.mdl
@@ -285,7 +286,8 @@ def _dataset_range(p: Probe) -> Any:
     "mdl.null_handles",
     "models",
     expect=[100000, 100000],
-    evidence="acl model API: destroy_desc/destroy_dataset of NULL -> ACL_ERROR_INVALID_PARAM",
+    evidence=MDL + "destroy_desc/destroy_dataset return ret; NULL -> ACL_ERROR_INVALID_PARAM "
+    "is the simulator's choice (docs/simulator.md)",
 )
 def _mdl_null(p: Probe) -> Any:
     return [p.acl.mdl.destroy_desc(0), p.acl.mdl.destroy_dataset(0)]
