@@ -452,3 +452,34 @@ def _tensor_dims(p: Probe) -> Any:
 )
 def _dts_overflow(p: Probe) -> Any:
     return p.raises("data_type_size", 1 << 31)
+
+
+@case(
+    "args.no_parse_ignores_arguments",
+    "arg-parsing",
+    expect=["(int, ret=0)", "(int, int, int, ret=0)", "(int, ret=0)", "int", "int"],
+    evidence="python/pyACL rt/rt_device.cpp, py_init_acl.cpp, rt/rt_synchronize.cpp, "
+    "mdl/mdl_wrap.cpp, media/media_common.cpp: functions with no argument (get_device_count, "
+    "get_version, create_event, mdl.create_desc, media.dvpp_create_pic_desc) never call "
+    "PyArg_ParseTuple, so extra positional arguments are ignored, not refused",
+)
+def _no_parse(p: Probe) -> Any:
+    acl = p.acl
+    out: list[Any] = []
+
+    def call(api: str, release: Any = None) -> None:
+        try:
+            result = p.fn(api)(7)
+        except TypeError as exc:
+            out.append(f"TypeError: {exc}")
+            return
+        if release is not None:
+            release(result)
+        out.append(shape(result, bare=type(result) is int))
+
+    call("rt.get_device_count")
+    call("get_version")
+    call("rt.create_event", lambda r: r[1] == 0 and p.defer(acl.rt.destroy_event, r[0]))
+    call("mdl.create_desc", lambda h: h and p.defer(acl.mdl.destroy_desc, h))
+    call("media.dvpp_create_pic_desc", lambda h: h and p.defer(acl.media.dvpp_destroy_pic_desc, h))
+    return out
