@@ -467,19 +467,20 @@ def _no_parse(p: Probe) -> Any:
     acl = p.acl
     out: list[Any] = []
 
-    def call(api: str, release: Any = None) -> None:
+    def call(api: str, destroy: Any = None) -> None:
         try:
             result = p.fn(api)(7)
         except TypeError as exc:
             out.append(f"TypeError: {exc}")
             return
-        if release is not None:
-            release(result)
+        handle = result[0] if type(result) is tuple and result[-1] == 0 else result
+        if destroy is not None and type(handle) is int and handle:
+            p.defer(destroy, handle)
         out.append(shape(result, bare=type(result) is int))
 
     call("rt.get_device_count")
     call("get_version")
-    call("rt.create_event", lambda r: r[1] == 0 and p.defer(acl.rt.destroy_event, r[0]))
-    call("mdl.create_desc", lambda h: h and p.defer(acl.mdl.destroy_desc, h))
-    call("media.dvpp_create_pic_desc", lambda h: h and p.defer(acl.media.dvpp_destroy_pic_desc, h))
+    call("rt.create_event", acl.rt.destroy_event)
+    call("mdl.create_desc", acl.mdl.destroy_desc)
+    call("media.dvpp_create_pic_desc", acl.media.dvpp_destroy_pic_desc)
     return out
