@@ -152,9 +152,21 @@ def _mem_attr(p: Probe) -> Any:
 @case(
     "get_cann_version.unknown_package",
     "error-codes",
-    expect=[None, 100000],
+    expect=[
+        {
+            "major_version": "",
+            "minor_version": "",
+            "patch_version": "",
+            "release_version": "",
+            "reserved": "",
+            "version": "",
+        },
+        100000,
+    ],
     evidence="src/acl/aclrt_impl/acl.cpp: aclsysGetCANNVersion package name out of "
-    "aclCANNPackageName -> ACL_ERROR_INVALID_PARAM",
+    "aclCANNPackageName -> ACL_ERROR_INVALID_PARAM; python/pyACL py_init_acl.cpp "
+    "(WrapAclsysGetCANNVersion, GetPyDictFromVersion) builds the dict from the zeroed version "
+    "struct whatever ret is, so a failure returns six empty strings, not None",
 )
 def _cann_pkg(p: Probe) -> Any:
     return list(p.acl.get_cann_version(8))

@@ -33,3 +33,13 @@ def device(acl: types.ModuleType) -> Iterator[types.ModuleType]:
     yield acl
     acl.rt.reset_device(0)
     acl.finalize()
+
+
+@pytest.fixture(scope="session")
+def sample_models(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The conformance kit's sample models, written in the simulator's model format."""
+    from ascend_safe import conformance
+
+    pytest.importorskip("numpy")
+    directory = tmp_path_factory.mktemp("conformance-models")
+    return conformance.write_sample_models(sim.write_model, str(directory))
