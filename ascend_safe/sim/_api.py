@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import operator
 import types
 import warnings
 from typing import Any, Callable, Optional
@@ -24,8 +25,10 @@ def _spec(name: str, fmt: str, outs: Optional[tuple[Any, ...]] = (), **flags: An
 
 
 #: Every simulated function: dotted name below ``acl``, parse format, outputs before ``ret``.
-#: Format letters follow CPython's ``PyArg_ParseTuple``: ``k`` unsigned long (masked, bool ok),
-#: ``i`` C int (range-checked), ``s`` str, ``O`` any object, ``|`` starts optional arguments.
+#: Formats are pyACL's own (``python/pyACL/py_init_acl.cpp``, ``rt/rt_device.cpp``,
+#: ``rt/rt_context.cpp``, ``rt/rt_stream.cpp``, ``rt/rt_synchronize.cpp``, ``rt/rt_memory.cpp``);
+#: letters as CPython's ``PyArg_ParseTuple`` (see ``_INT_LETTERS``); ``s`` str, ``O`` any object,
+#: ``|`` starts optional arguments.
 SPECS: tuple[ApiSpec, ...] = (
     _spec("init", "|s", needs_init=False),
     _spec("finalize", "", needs_init=False, cleanup=True),
@@ -33,7 +36,7 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("get_version", "", (0, 0, 0), needs_init=False),
     _spec("get_soc_name", "", None, needs_init=False),
     _spec("get_recent_err_msg", "", None, needs_init=False),
-    _spec("get_cann_version", "i", (None,)),
+    _spec("get_cann_version", "I", (None,)),
     _spec("create_data_buffer", "kk", None, bare_default=0, needs_init=False),
     _spec("destroy_data_buffer", "k", needs_init=False, cleanup=True),
     _spec("get_data_buffer_addr", "k", None, bare_default=0, needs_init=False),
@@ -45,7 +48,7 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("rt.reset_device_force", "i", cleanup=True),
     _spec("rt.get_device", "", (0,)),
     _spec("rt.get_device_count", "", (0,)),
-    _spec("rt.get_run_mode", "", (0,)),
+    _spec("rt.get_run_mode", "", (0,), needs_init=False),
     _spec("rt.synchronize_device", "", locked=False),
     _spec("rt.synchronize_device_with_timeout", "i", locked=False),
     _spec("rt.create_context", "i", (0,)),
@@ -53,15 +56,15 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("rt.set_context", "k", cleanup=True),
     _spec("rt.get_context", "", (0,), cleanup=True),
     _spec("rt.create_stream", "", (0,)),
-    _spec("rt.create_stream_with_config", "ik", (0,)),
+    _spec("rt.create_stream_with_config", "ii", (0,)),
     _spec("rt.destroy_stream", "k", cleanup=True, locked=False),
     _spec("rt.destroy_stream_force", "k", cleanup=True, locked=False),
     _spec("rt.synchronize_stream", "k", locked=False),
     _spec("rt.synchronize_stream_with_timeout", "ki", locked=False),
     _spec("rt.stream_query", "k", (0,)),
     _spec("rt.create_event", "", (0,)),
-    _spec("rt.create_event_with_flag", "k", (0,)),
-    _spec("rt.create_event_ex_with_flag", "k", (0,)),
+    _spec("rt.create_event_with_flag", "I", (0,)),
+    _spec("rt.create_event_ex_with_flag", "I", (0,)),
     _spec("rt.destroy_event", "k", cleanup=True),
     _spec("rt.record_event", "kk"),
     _spec("rt.reset_event", "kk"),
@@ -81,7 +84,7 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("rt.memset", "kkik"),
     _spec("rt.memset_async", "kkikk"),
     _spec("rt.memcpy", "kkkki"),
-    _spec("rt.memcpy_async", "kkkkik"),
+    _spec("rt.memcpy_async", "kkkkik", locked=False),
     _spec("rt.get_mem_info", "i", (0, 0)),
     _spec("media.dvpp_malloc", "k", (0,)),
     _spec("media.dvpp_free", "k", cleanup=True),
@@ -93,24 +96,62 @@ SPECS: tuple[ApiSpec, ...] = (
 )
 
 
+#: Integer format letters: (C range or None when masked, bits when masked, needs a real int).
+#: CPython's getargs.c: ``b h i l L`` call ``__index__`` and range-check (OverflowError);
+#: ``B H I`` call ``__index__`` and mask without overflow checking; ``k K`` accept only
+#: ``int`` objects (``PyLong_Check``; numpy integers raise TypeError) and mask.
+_INT_LETTERS: dict[str, tuple[Optional[tuple[int, int]], int, bool]] = {
+    "b": ((0, 255), 0, False),
+    "h": ((-(1 << 15), (1 << 15) - 1), 0, False),
+    "i": ((_INT_MIN, _INT_MAX), 0, False),
+    "l": ((-(1 << 63), (1 << 63) - 1), 0, False),
+    "L": ((-(1 << 63), (1 << 63) - 1), 0, False),
+    "B": (None, 8, False),
+    "H": (None, 16, False),
+    "I": (None, 32, False),
+    "k": (None, 64, True),
+    "K": (None, 64, True),
+}
+
+
+def _parse_int(letter: str, value: Any) -> int:
+    """One integer argument as ``PyArg_ParseTuple`` converts it; TypeError/OverflowError."""
+    bounds, bits, exact = _INT_LETTERS[letter]
+    if exact:
+        if not isinstance(value, int):
+            raise TypeError(f"an int is required, not {type(value).__name__}")
+        number = int(value)
+    else:
+        if isinstance(value, float):
+            raise TypeError("integer argument expected, got float")
+        number = operator.index(value)
+    if bounds is not None:
+        low, high = bounds
+        if not low <= number <= high:
+            raise OverflowError(f"{number} is out of range {low}..{high}")
+        return number
+    return number & ((1 << bits) - 1)
+
+
 def _parse(full: str, fmt: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Check *args* against *fmt* like ``PyArg_ParseTuple``; TypeError like pyacl on failure."""
+    """Check *args* against *fmt* like ``PyArg_ParseTuple``; TypeError like pyacl on failure.
+
+    pyacl wraps every parse in ``CHECK_NULL(..., "acl.<fn> args parse failed")``, which sets a
+    TypeError with that text whatever CPython raised (wrong type, OverflowError, ...).
+    """
     required = fmt.split("|")[0]
     letters = fmt.replace("|", "")
     if not len(required) <= len(args) <= len(letters):
         raise TypeError(f"{full} args parse failed")
     out: list[Any] = []
     for letter, value in zip(letters, args):
-        if letter == "k":
-            if not isinstance(value, int):
-                raise TypeError(f"{full} args parse failed")
-            out.append(int(value) & _MASK64)
-        elif letter == "i":
-            if not isinstance(value, int) or not _INT_MIN <= value <= _INT_MAX:
-                raise TypeError(f"{full} args parse failed")
-            out.append(int(value))
+        if letter in _INT_LETTERS:
+            try:
+                out.append(_parse_int(letter, value))
+            except (TypeError, OverflowError, ValueError):
+                raise TypeError(f"{full} args parse failed") from None
         elif letter == "s":
-            if not isinstance(value, str):
+            if not isinstance(value, str) or "\0" in value:
                 raise TypeError(f"{full} args parse failed")
             out.append(value)
         else:

@@ -29,6 +29,7 @@ class Config:
     async_delay: float = 0.0
     lose_device_on_hibernate: bool = True
     record_file: Optional[str] = None
+    strict: bool = False
 
     def process_limit(self) -> int:
         """Processes allowed per device: the override, or the product default."""
@@ -96,6 +97,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "async_delay": _float,
     "lose_device_on_hibernate": _bool,
     "record_file": _optional(_str),
+    "strict": _bool,
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._codes import INVALID_PARAM, RT_CONTEXT_NULL
+from ._codes import RT_CONTEXT_NULL
 from ._core import Fail
 from ._objects import Context, Stream
 from ._stream import StreamDomain
@@ -43,7 +43,12 @@ class ContextDomain(StreamDomain):
     def api_destroy_context(self, handle: int) -> tuple[()]:
         ctx = self._lookup(self.contexts, handle, "context", destroy=True)
         if ctx.default:
-            raise Fail(INVALID_PARAM, "the default context of a device cannot be destroyed")
+            # The runtime refuses to destroy a primary (default) context: RT_ERROR_CONTEXT_NULL
+            raise Fail(
+                RT_CONTEXT_NULL,
+                f"context 0x{handle:x} is the default context of device {ctx.device}; it is "
+                "released by reset_device, not destroy_context",
+            )
         if ctx.streams:
             self.violate(
                 "teardown_order",

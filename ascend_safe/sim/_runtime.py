@@ -18,6 +18,7 @@ from ._codes import (
     PARSE_FILE,
     REPEAT_FINALIZE,
     REPEAT_INITIALIZE,
+    RT_CONTEXT_RELEASE_ERROR,
     RT_NO_DEVICE,
     RT_OVER_LIMIT,
     RT_STREAM_SYNC_TIMEOUT,
@@ -29,6 +30,13 @@ from ._objects import Device
 from ._process import ProcessDomain
 
 __all__ = ["Simulator"]
+
+#: api_error.cc DeviceReset: RT_ERROR_CONTEXT_DEL, "The device has not been set or has already
+#: been reset" (ACL_ERROR_RT_CONTEXT_RELEASE_ERROR).
+_NOT_SET = (
+    "device {0} has not been set in this process (or was already reset to refcount 0); "
+    "reset_device only undoes a set_device"
+)
 
 
 class Simulator(ContextDomain, MemoryDomain, BufferDomain, ProcessDomain):
@@ -209,7 +217,7 @@ class Simulator(ContextDomain, MemoryDomain, BufferDomain, ProcessDomain):
         with self.lock:
             device = self._device(device_id)
             if device.refcount == 0:
-                return ()
+                raise Fail(RT_CONTEXT_RELEASE_ERROR, _NOT_SET.format(device_id))
             device.refcount -= 1
             if device.refcount > 0:
                 return ()
@@ -225,6 +233,8 @@ class Simulator(ContextDomain, MemoryDomain, BufferDomain, ProcessDomain):
 
     def api_reset_device_force(self, device_id: int) -> tuple[()]:
         device = self._device(device_id)
+        if device.refcount == 0:
+            raise Fail(RT_CONTEXT_RELEASE_ERROR, _NOT_SET.format(device_id))
         self._release_device(device, "reset_device_force")
         return ()
 

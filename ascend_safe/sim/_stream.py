@@ -5,6 +5,7 @@ pyACL: ``rt/rt_stream.cpp``, ``rt/rt_synchronize.cpp``.
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from typing import Optional
@@ -12,6 +13,7 @@ from typing import Optional
 from ._codes import (
     RT_EVENT_NOT_COMPLETE,
     RT_EVENT_SYNC_TIMEOUT,
+    RT_INTERNAL_ERROR,
     RT_PARAM_INVALID,
     RT_STREAM_CONTEXT,
     RT_STREAM_SYNC_TIMEOUT,
@@ -40,6 +42,27 @@ class StreamDomain(Core):
             return stream
         stream = self._lookup(self.streams, handle, "stream")
         self._check_lost(stream.device)
+        return stream
+
+    def _check_stream_context(self, stream: Stream, handle: int) -> None:
+        """107003 when an explicit *stream* is not in the thread's current context.
+
+        api_impl.cc (memcpy_async, memset_async, record_event, reset_event, stream_wait_event,
+        destroy_stream) compares the stream's context with the current one; handle 0 means the
+        current context's default stream and always matches.
+        """
+        ctx = self._current()
+        if handle != 0 and stream.context is not ctx:
+            raise Fail(
+                RT_STREAM_CONTEXT,
+                f"stream 0x{handle:x} belongs to context 0x{stream.context.handle:x}, not to "
+                f"this thread's current context 0x{ctx.handle:x}; call set_context first",
+            )
+
+    def _stream_of_context(self, handle: int) -> Stream:
+        """The stream for *handle*, which must belong to the current context (else 107003)."""
+        stream = self._stream(handle)
+        self._check_stream_context(stream, handle)
         return stream
 
     # ----------------------------------------------------------------- stream machinery
@@ -71,6 +94,8 @@ class StreamDomain(Core):
         task.finished = True
         for alloc in task.allocs:
             alloc.pending -= 1
+            if alloc.freed and alloc.pending == 0 and alloc.is_device:
+                alloc.drop()  # freed while this task was queued: its bytes can go now
         if task.is_memory:
             self.pending_memory_tasks -= 1
         if task.record is not None:
@@ -140,8 +165,12 @@ class StreamDomain(Core):
 
     @staticmethod
     def _timeout(ms: int) -> Optional[float]:
-        if ms < -1:
-            raise Fail(RT_PARAM_INVALID, f"timeout {ms} ms is invalid: use -1, 0 or > 0")
+        # api_error.cc StreamSynchronize / EventSynchronize / DeviceSynchronize:
+        # (timeout < -1) || (timeout == 0) -> RT_ERROR_INVALID_VALUE (107000)
+        if ms < -1 or ms == 0:
+            raise Fail(
+                RT_PARAM_INVALID, f"timeout {ms} ms is invalid: use -1 (wait forever) or > 0"
+            )
         return None if ms == -1 else ms / 1000.0
 
     def _destroy_stream_now(self, stream: Stream) -> None:
@@ -237,7 +266,7 @@ class StreamDomain(Core):
 
     def api_record_event(self, handle: int, stream_handle: int) -> tuple[()]:
         event = self._event(handle)
-        stream = self._stream(stream_handle)
+        stream = self._stream_of_context(stream_handle)
         record = Record()
         event.latest = record
         self._submit(stream, Task(None, record=record))
@@ -250,7 +279,7 @@ class StreamDomain(Core):
                 RT_PARAM_INVALID,
                 "reset_event needs an event created with create_event_with_flag(ACL_EVENT_SYNC)",
             )
-        stream = self._stream(stream_handle)
+        stream = self._stream_of_context(stream_handle)
         target = event.latest
 
         def run() -> None:
@@ -292,18 +321,26 @@ class StreamDomain(Core):
         first = self._event(start).latest
         last = self._event(end).latest
         for name, record in (("start", first), ("end", last)):
-            if record is None or not record.done.is_set() or record.timestamp is None:
+            if record is None:
+                raise Fail(
+                    RT_INTERNAL_ERROR,
+                    f"{name} event was never recorded; record both events on a stream first",
+                )
+        for name, record in (("start", first), ("end", last)):
+            if not record.done.is_set() or record.timestamp is None:  # type: ignore[union-attr]
                 raise Fail(
                     RT_EVENT_NOT_COMPLETE,
-                    f"{name} event is not recorded or not complete; synchronize it first",
+                    f"{name} event is not complete; synchronize it first",
                 )
         assert first is not None and last is not None
         assert first.timestamp is not None and last.timestamp is not None
-        return ((last.timestamp - first.timestamp) * 1000.0,)
+        elapsed = (last.timestamp - first.timestamp) * 1000.0
+        # pyacl returns a C float (Py_BuildValue("f", ms), rt/rt_synchronize.cpp)
+        return (struct.unpack("f", struct.pack("f", elapsed))[0],)
 
     def api_stream_wait_event(self, stream_handle: int, handle: int) -> tuple[()]:
         with self.lock:
-            stream = self._stream(stream_handle)
+            stream = self._stream_of_context(stream_handle)
             event = self._event(handle)
             if not event.sync_capable:
                 raise Fail(RT_PARAM_INVALID, "stream_wait_event needs an ACL_EVENT_SYNC event")
