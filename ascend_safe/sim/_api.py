@@ -188,6 +188,22 @@ def _host_only(ptr: int, api: str) -> None:
         raise ValueError(f"acl.util.{api}: 0x{ptr:x} is not host memory the host can read")
 
 
+def _readable(sim: Simulator, ptr: int, size: int, api: str) -> int:
+    """Real address the host reads for ``[ptr, ptr+size)``.
+
+    In RC mode (run_mode 0) host and device memory are one, so a device pointer is readable
+    (pyACL's util/bytes_convert.cpp only wraps the address); in host mode it is not.
+    """
+    if ptr != 0 and is_device_address(ptr) and sim.config.run_mode == 0:
+        with sim.lock:
+            alloc = sim.dev_map.find(ptr)
+            if alloc is not None and not alloc.freed and ptr - alloc.ptr + size <= alloc.extent:
+                return alloc.real + (ptr - alloc.ptr)
+        raise ValueError(f"acl.util.{api}: 0x{ptr:x}+{size} is not inside live device memory")
+    _host_only(ptr, api)
+    return ptr
+
+
 def _numpy_to_ptr(array: Any) -> int:
     np = _numpy()
     if not isinstance(array, np.ndarray):
@@ -250,9 +266,6 @@ def _bytes_to_ptr(data: Any) -> int:
     return int(address or 0)
 
 
-def _ptr_to_bytes(ptr: int, size: int) -> bytes:
-    _host_only(ptr, "ptr_to_bytes")
-    return ctypes.string_at(ptr, size)
 
 
 _UTIL: dict[str, Callable[..., Any]] = {
@@ -260,7 +273,6 @@ _UTIL: dict[str, Callable[..., Any]] = {
     "api_numpy_contiguous_to_ptr": _numpy_contiguous_to_ptr,
     "api_ptr_to_numpy": _ptr_to_numpy,
     "api_bytes_to_ptr": _bytes_to_ptr,
-    "api_ptr_to_bytes": _ptr_to_bytes,
 }
 
 
@@ -268,6 +280,11 @@ def build_modules(sim: Simulator) -> dict[str, types.ModuleType]:
     """Fresh ``acl`` module tree (with rt, media, util, mdl) bound to *sim*."""
     for impl, fn in _UTIL.items():
         setattr(sim, impl, fn)
+
+    def ptr_to_bytes(ptr: int, size: int) -> bytes:
+        return ctypes.string_at(_readable(sim, ptr, size, "ptr_to_bytes"), size)
+
+    sim.api_ptr_to_bytes = ptr_to_bytes  # type: ignore[attr-defined]
     root = types.ModuleType("acl", "Simulated pyacl (ascend_safe.sim); exports no constants.")
     root.__path__ = []
     root.__ascend_safe_sim__ = True  # type: ignore[attr-defined]

@@ -167,7 +167,7 @@ class Core:
         """Runs in a forked child: fresh locks and thread state; note the parent's pyacl use."""
         DEFERRAL.main_ident = threading.main_thread().ident
         DEFERRAL.depth = 0
-        DEFERRAL.pending = []
+        DEFERRAL.pending = {}
         self.lock = threading.RLock()
         self.mem_cond = threading.Condition(self.lock)
         self.tls = ThreadState()

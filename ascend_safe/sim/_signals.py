@@ -15,10 +15,13 @@ thread's depth matters; other threads count nothing.
 
 from __future__ import annotations
 
+import _thread
+import os
 import signal
+import sys
 import threading
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 __all__ = ["DEFERRAL", "Deferral"]
 
@@ -37,7 +40,8 @@ class _Shim:
     def __call__(self, signum: int, frame: Optional[FrameType]) -> Any:
         deferral = self.deferral
         if deferral.depth > 0:
-            deferral.pending.append((self.handler, signum, frame))
+            # Like CPython's per-signal "tripped" flag: several arrivals run the handler once.
+            deferral.pending.setdefault(signum, frame)
             return None
         return self.handler(signum, frame)
 
@@ -48,7 +52,7 @@ class Deferral:
     def __init__(self) -> None:
         self.main_ident = threading.main_thread().ident
         self.depth = 0
-        self.pending: list[tuple[_Handler, int, Optional[FrameType]]] = []
+        self.pending: dict[int, Optional[FrameType]] = {}
         self.installed = False
         self._original_signal: Optional[Callable[..., Any]] = None
         self._original_getsignal: Optional[Callable[..., Any]] = None
@@ -66,15 +70,30 @@ class Deferral:
         """End a counted call; at the outermost one, run the handlers of deferred signals."""
         self.depth -= 1
         if self.depth == 0 and self.pending:
-            pending = self.pending
-            self.pending = []
-            for index, (handler, signum, frame) in enumerate(pending):
+            pending = sorted(self.pending.items())
+            self.pending = {}
+            for index, (signum, frame) in enumerate(pending):
+                handler = self._current_handler(signum)
+                if handler is None:
+                    continue
                 try:
                     handler(signum, frame)
                 except BaseException:
-                    # Like CPython, the first exception wins; later signals stay pending.
-                    self.pending = pending[index + 1 :] + self.pending
+                    # Like CPython, the first exception wins; the other signals are tripped
+                    # again and run at the interpreter's next check, not at some later call.
+                    for later, _ in pending[index + 1 :]:
+                        _retrip(later)
                     raise
+
+    def _current_handler(self, signum: int) -> Optional[_Handler]:
+        """The Python handler installed for *signum* now (None: default or ignored)."""
+        getsignal = self._original_getsignal or signal.getsignal
+        current = getsignal(signum)
+        if isinstance(current, _Shim):
+            return current.handler
+        if _python_handler(current):
+            return cast(_Handler, current)
+        return None
 
     # ----------------------------------------------------------------- handler wrapping
 
@@ -116,6 +135,15 @@ class Deferral:
                     continue
         signal.signal = patched_signal
         signal.getsignal = patched_getsignal
+
+
+def _retrip(signum: int) -> None:
+    """Mark *signum* as arrived again, so Python runs its handler at its next check."""
+    interrupt_main: Optional[Callable[..., None]] = getattr(_thread, "interrupt_main", None)
+    if interrupt_main is not None and sys.version_info >= (3, 10):
+        interrupt_main(signum)
+    else:  # Python 3.9 can only simulate SIGINT; send the real signal to this process
+        os.kill(os.getpid(), signum)
 
 
 def _python_handler(handler: Any) -> bool:
