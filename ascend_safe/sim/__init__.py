@@ -9,13 +9,23 @@ Layout, split by domain like pyACL's own source: ``_core`` (handles, dispatch, v
 faults), ``_stream`` (streams and events), ``_context``, ``_memory`` (over ``_alloc``'s address
 ranges), ``_buffer`` (data buffers), ``_process`` (process-creation hook, hibernation) and
 ``_runtime`` (init, devices, teardown), which composes them into :class:`Simulator`; ``_api``
-builds the ``acl`` module tree.
+builds the ``acl`` module tree; ``_signals`` defers Python signal handlers during calls.
+
+The source decides: behaviour follows pyACL's C source (``hicann/runtime``: ``python/pyACL/`` for
+argument formats and return shapes, ``src/acl/aclrt_impl/`` and ``src/runtime/api/impl/`` for
+checks and error codes). Where the documentation states a restriction the source does not
+enforce (acl.init first, 64-byte aligned and pinned memcpy_async memory, staying inside the
+requested size), the call succeeds as on the runtime and a ``documented_restriction`` violation
+is recorded; the ``strict`` option returns the documented error instead. Signals arriving while
+the main thread is inside a call run their Python handlers when the call returns, as with C.
 
 Module tree: ``acl`` (init, finalize, finalize_reference, get_version, get_soc_name,
 get_recent_err_msg, get_cann_version, data buffers), ``acl.rt`` (device, context, stream, event,
 memory), ``acl.media`` (dvpp_malloc, dvpp_free), ``acl.util`` (numpy/bytes pointer helpers),
-``acl.mdl`` (empty). No constants are exported, as in pyacl. Arguments are positional only; a
-wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
+``acl.mdl`` (empty). No constants are exported, as in pyacl. Arguments are positional only and
+parsed per pyACL's format string with CPython's rules (``i``/``I`` accept any ``__index__``
+object, ``k``/``K`` only ``int``); a failure raises ``TypeError("acl.<sub>.<fn> args parse
+failed")``.
 
 Options (``configure(**options)``, or the environment variable ``ASCEND_SAFE_SIM_<OPTION>``
 read at import and at ``reset()``; unknown option -> TypeError, bad value -> ValueError):
@@ -32,15 +42,11 @@ read at import and at ``reset()``; unknown option -> TypeError, bad value -> Val
 - ``lose_device_on_hibernate`` (True): see :func:`hibernate`.
 - ``record_file`` (None): violations are also appended to this file as JSON lines, so a parent
   sees those of its children (``ASCEND_SAFE_SIM_RECORD_FILE`` is inherited).
+- ``strict`` (False): documented restrictions return their documented error instead of
+  being recorded as ``documented_restriction`` violations.
 
-Error codes the reference leaves open, as chosen here: out-of-range device 107001; no current
-context 107002; stale/foreign/double-destroyed handle 107017 (data buffers: 100000); destroying
-a stream from a context other than its own 107003; destroying a default context 100000; bad or
-foreign pointer in memcpy/memset 107000; free of a foreign/freed pointer 207002; unaligned
-memcpy_async 100000; memcpy kind out of 0..7 100000; missing init config file 100003, non-JSON
-config 100006; finalize before init 100037; forked-child call 507899; lost device 207004;
-event_elapsed_time on an unrecorded/incomplete event 507006; device sync timeout 507046;
-reset_device of a device not set: 0 (no-op).
+Every behaviour and error code, with what the source does and why the simulator differs where
+it does, is listed in ``docs/simulator.md``.
 """
 
 from __future__ import annotations
@@ -112,7 +118,8 @@ def configure(**options: Any) -> None:
 
 def reset() -> None:
     """Tear down all simulator state and re-read defaults and environment variables (tests)."""
-    _SIM.reset()
+    with _SIM.uninterruptible():
+        _SIM.reset()
 
 
 def _api_name(api: str) -> str:

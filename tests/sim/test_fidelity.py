@@ -17,6 +17,7 @@ import types
 import pytest
 
 from ascend_safe import sim
+from ascend_safe.sim import _config
 
 
 def _kinds() -> list[str]:
@@ -59,9 +60,15 @@ def test_calls_before_init_fail_in_strict_mode(acl: types.ModuleType) -> None:
 
 def test_strict_option_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASCEND_SAFE_SIM_STRICT", "1")
+    assert _config.from_env().strict is True
     sim.reset()
     acl = sim.acl_module()
     assert acl.rt.set_device(0) == 100001
+    monkeypatch.setenv("ASCEND_SAFE_SIM_STRICT", "0")
+    sim.reset()
+    assert acl.rt.set_device(0) == 0
+    assert acl.rt.reset_device(0) == 0
+    sim.clear_violations()
 
 
 # ----------------------------------------------------------------------------- 2. alignment
