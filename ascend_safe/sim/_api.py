@@ -244,18 +244,18 @@ _NPY_TYPES = {
 }
 
 
-def _ptr_to_numpy(ptr: int, shape: Any, npy_type: int) -> Any:
+def _ptr_to_numpy(sim: Simulator, ptr: int, shape: Any, npy_type: int) -> Any:
     np = _numpy()
     if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise ValueError("acl.util.ptr_to_numpy: shape must be a tuple of non-negative ints")
     if npy_type not in _NPY_TYPES:
         raise ValueError(f"acl.util.ptr_to_numpy: unsupported npy type {npy_type}")
-    _host_only(ptr, "ptr_to_numpy")
     dtype = np.dtype(_NPY_TYPES[npy_type])
     count = 1
     for n in shape:
         count *= n
-    raw = (ctypes.c_char * (count * dtype.itemsize)).from_address(ptr)
+    real = _readable(sim, ptr, count * dtype.itemsize, "ptr_to_numpy")
+    raw = (ctypes.c_char * (count * dtype.itemsize)).from_address(real)
     return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
 
 
@@ -271,7 +271,6 @@ def _bytes_to_ptr(data: Any) -> int:
 _UTIL: dict[str, Callable[..., Any]] = {
     "api_numpy_to_ptr": _numpy_to_ptr,
     "api_numpy_contiguous_to_ptr": _numpy_contiguous_to_ptr,
-    "api_ptr_to_numpy": _ptr_to_numpy,
     "api_bytes_to_ptr": _bytes_to_ptr,
 }
 
@@ -282,9 +281,18 @@ def build_modules(sim: Simulator) -> dict[str, types.ModuleType]:
         setattr(sim, impl, fn)
 
     def ptr_to_bytes(ptr: int, size: int) -> bytes:
+        if ptr == 0:
+            # util/bytes_convert.cpp: PyBytes_FromStringAndSize(NULL, size) is a new bytes
+            # object of *size* unset bytes, not an error
+            sim.violate("foreign_handle", f"ptr_to_bytes of NULL ({size} bytes of nothing)")
+            return bytes(size)
         return ctypes.string_at(_readable(sim, ptr, size, "ptr_to_bytes"), size)
 
+    def ptr_to_numpy(ptr: int, shape: Any, npy_type: int) -> Any:
+        return _ptr_to_numpy(sim, ptr, shape, npy_type)
+
     sim.api_ptr_to_bytes = ptr_to_bytes  # type: ignore[attr-defined]
+    sim.api_ptr_to_numpy = ptr_to_numpy  # type: ignore[attr-defined]
     root = types.ModuleType("acl", "Simulated pyacl (ascend_safe.sim); exports no constants.")
     root.__path__ = []
     root.__ascend_safe_sim__ = True  # type: ignore[attr-defined]

@@ -247,6 +247,18 @@ def test_error_codes_per_source(device: types.ModuleType) -> None:
     assert sim.violations() == []
 
 
+def test_invalid_context_codes_per_source(device: types.ModuleType) -> None:
+    acl = device
+    ctx, _ = acl.rt.create_context(0)
+    assert acl.rt.destroy_context(ctx) == 0
+    # api_impl.cc ContextDestroy: an invalid context -> RT_ERROR_CONTEXT_NULL (107002)
+    assert acl.rt.destroy_context(ctx) == 107002
+    # api_error.cc ContextSetCurrent: an invalid context -> RT_ERROR_INVALID_VALUE (107000)
+    assert acl.rt.set_context(ctx) == 107000
+    assert _kinds() == ["double_free", "stale_handle"]
+    sim.clear_violations()
+
+
 # ----------------------------------------------------------------------------- 9. parsing
 
 
@@ -321,10 +333,23 @@ def test_ptr_to_bytes_reads_device_memory_in_rc_mode(device: types.ModuleType) -
     dev, _ = acl.rt.malloc(64, 0)
     assert acl.rt.memset(dev, 64, 0x42, 64) == 0
     assert acl.util.ptr_to_bytes(dev, 64) == b"\x42" * 64
+    np = pytest.importorskip("numpy")
+    sim.configure(run_mode=0)
+    assert list(acl.util.ptr_to_numpy(dev, (4,), 2)) == [0x42] * 4  # NPY_UBYTE
     sim.configure(run_mode=1)
     with pytest.raises(ValueError):
         acl.util.ptr_to_bytes(dev, 64)
+    with pytest.raises(ValueError):
+        acl.util.ptr_to_numpy(dev, (4,), 2)
+    assert np is not None
     assert acl.rt.free(dev) == 0
+
+
+def test_ptr_to_bytes_of_null_returns_unset_bytes(acl: types.ModuleType) -> None:
+    # util/bytes_convert.cpp: PyBytes_FromStringAndSize(NULL, size) makes a new bytes object
+    assert len(acl.util.ptr_to_bytes(0, 16)) == 16
+    assert _kinds() == ["foreign_handle"]
+    sim.clear_violations()
 
 
 def test_elapsed_time_is_a_c_float(device: types.ModuleType) -> None:
