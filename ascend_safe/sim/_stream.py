@@ -13,13 +13,14 @@ from typing import Optional
 from ._codes import (
     RT_EVENT_NOT_COMPLETE,
     RT_EVENT_SYNC_TIMEOUT,
+    RT_FEATURE_NOT_SUPPORT,
     RT_INTERNAL_ERROR,
     RT_PARAM_INVALID,
     RT_STREAM_CONTEXT,
     RT_STREAM_SYNC_TIMEOUT,
 )
 from ._core import Core, Fail
-from ._objects import EVENT_SYNC, Event, Record, Stream, Task
+from ._objects import EVENT_DEFAULT, Event, Record, Stream, Task
 
 __all__ = ["StreamDomain"]
 
@@ -238,20 +239,39 @@ class StreamDomain(Core):
 
     # ================================================================= acl.rt: event
 
-    def _create_event(self, flags: Optional[int]) -> tuple[int]:
+    def _create_event(self, flags: int, ex: bool = False) -> tuple[int]:
         ctx = self._current()
-        event = Event(self.new_handle(), ctx.device, flags)
+        event = Event(self.new_handle(), ctx.device, flags, ex)
         self.events[event.handle] = event
         return (event.handle,)
 
     def api_create_event(self) -> tuple[int]:
-        return self._create_event(None)
+        # rtEventCreate: rtEventCreateWithFlag(RT_EVENT_DEFAULT) (api_c_event.cc)
+        return self._create_event(EVENT_DEFAULT)
+
+    @staticmethod
+    def _check_flags(flag: int, max_flag: int, solely: tuple[int, ...]) -> None:
+        # api_error.cc EventCreate / EventCreateEx
+        if not flag & max_flag or flag > max_flag:
+            raise Fail(
+                RT_PARAM_INVALID,
+                f"event flag 0x{flag:x} is invalid: an OR of ACL_EVENT_SYNC (0x1), "
+                f"CAPTURE_STREAM_PROGRESS (0x2), 0x4 and TIME_LINE (0x8) (max 0x{max_flag:x})",
+            )
+        for alone in solely:
+            if flag & alone and flag & ~alone:
+                raise Fail(
+                    RT_PARAM_INVALID,
+                    f"event flag 0x{alone:x} cannot be combined with other flags (0x{flag:x})",
+                )
 
     def api_create_event_with_flag(self, flag: int) -> tuple[int]:
+        self._check_flags(flag, 0x3F, (0x10, 0x20))
         return self._create_event(flag)
 
     def api_create_event_ex_with_flag(self, flag: int) -> tuple[int]:
-        return self._create_event(flag)
+        self._check_flags(flag, 0x4F, (0x10, 0x20, 0x40))
+        return self._create_event(flag, ex=True)
 
     def _event(self, handle: int, destroy: bool = False) -> Event:
         event = self._lookup(self.events, handle, "event", destroy=destroy)
@@ -274,10 +294,19 @@ class StreamDomain(Core):
 
     def api_reset_event(self, handle: int, stream_handle: int) -> tuple[()]:
         event = self._event(handle)
-        if event.flags is None or not event.flags & EVENT_SYNC:
+        # api_error.cc EventReset: no wait task -> 207000; api_impl.cc: an _ex event -> 207000
+        if event.without_wait_task or event.ex:
             raise Fail(
+                RT_FEATURE_NOT_SUPPORT,
+                f"reset_event is not supported for event 0x{handle:x} (flags 0x{event.flags:x}"
+                f"{', created by create_event_ex_with_flag' if event.ex else ''})",
+            )
+        if event.flags == EVENT_DEFAULT:
+            self.documented(
+                "events from create_event must not be passed to reset_event",
+                f"reset_event of create_event event 0x{handle:x}; create it with "
+                "create_event_with_flag(ACL_EVENT_SYNC)",
                 RT_PARAM_INVALID,
-                "reset_event needs an event created with create_event_with_flag(ACL_EVENT_SYNC)",
             )
         stream = self._stream_of_context(stream_handle)
         target = event.latest
@@ -306,15 +335,23 @@ class StreamDomain(Core):
         record = self._event(handle).latest
         return record is None or record.done.is_set()
 
+    def _not_for_ex(self, handle: int, api: str) -> None:
+        # api_error.cc EventQuery / EventQueryWaitStatus: IsNewMode() -> 207000
+        if self._event(handle).ex:
+            raise Fail(
+                RT_FEATURE_NOT_SUPPORT,
+                f"{api} is not supported for events from create_event_ex_with_flag",
+            )
+
     def api_query_event(self, handle: int) -> tuple[int]:
+        self._not_for_ex(handle, "query_event")
         return (0 if self._event_done(handle) else 1,)
 
     def api_query_event_status(self, handle: int) -> tuple[int]:
         return (1 if self._event_done(handle) else 0,)
 
     def api_query_event_wait_status(self, handle: int) -> tuple[int]:
-        if not self._event(handle).sync_capable:
-            raise Fail(RT_PARAM_INVALID, "query_event_wait_status needs an ACL_EVENT_SYNC event")
+        self._not_for_ex(handle, "query_event_wait_status")
         return (0 if self._event_done(handle) else 1,)
 
     def api_event_elapsed_time(self, start: int, end: int) -> tuple[float]:
@@ -342,8 +379,12 @@ class StreamDomain(Core):
         with self.lock:
             stream = self._stream_of_context(stream_handle)
             event = self._event(handle)
-            if not event.sync_capable:
-                raise Fail(RT_PARAM_INVALID, "stream_wait_event needs an ACL_EVENT_SYNC event")
+            if event.without_wait_task:  # api_error.cc StreamWaitEvent
+                raise Fail(
+                    RT_FEATURE_NOT_SUPPORT,
+                    f"stream_wait_event is not supported for event 0x{handle:x} "
+                    f"(flags 0x{event.flags:x}: no ACL_EVENT_SYNC)",
+                )
             if event.latest is not None:
                 self._submit(stream, Task(None, wait_for=event.latest))
         return ()
