@@ -62,6 +62,7 @@ from . import _config
 from ._api import SPECS, build_modules
 from ._core import Violation
 from ._runtime import Simulator
+from ._signals import DEFERRAL
 
 __all__ = [
     "Violation",
@@ -96,7 +97,13 @@ def acl_module() -> types.ModuleType:
 
 
 def install() -> types.ModuleType:
-    """Make ``import acl`` (and its submodules) the simulator; idempotent."""
+    """Make ``import acl`` (and its submodules) the simulator; idempotent.
+
+    From the main thread this also wraps the Python signal handlers installed so far, so their
+    signals are deferred while a simulated call runs (handlers installed later are wrapped by
+    ``signal.signal``; otherwise the first call from the main thread does it).
+    """
+    DEFERRAL.install()
     sys.modules.update(_MODULES)
     return _MODULES["acl"]
 

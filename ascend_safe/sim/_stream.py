@@ -141,6 +141,8 @@ class StreamDomain(Core):
                         stream.completed += 1
                     stream.cond.notify_all()
         except BaseException:  # never a traceback from a daemon thread (e.g. at shutdown)
+            # Python signal handlers never run here (CPython runs them in the main thread
+            # only), so KeyboardInterrupt cannot land inside a worker's critical sections.
             return
 
     def _cancel_stream(self, stream: Stream) -> None:

@@ -455,3 +455,51 @@ def test_interrupt_storm_leaves_the_simulator_consistent(device: types.ModuleTyp
     assert acl.rt.destroy_stream(stream) == 0
     assert sim.live_handles() == {"device": [0]}
     assert sim.violations() == []
+
+
+_EARLY_HANDLER_PROGRAM = r"""
+import signal, sys
+
+def handler(signum, frame):
+    raise KeyboardInterrupt
+
+signal.signal(signal.SIGALRM, handler)  # installed before the simulator exists
+
+from ascend_safe import sim
+
+acl = sim.install()
+assert signal.getsignal(signal.SIGALRM) is handler
+import acl
+
+assert acl.init() == 0 and acl.rt.set_device(0) == 0
+sim.configure(call_latency=0.05)
+signal.setitimer(signal.ITIMER_REAL, 0.01)
+try:
+    acl.rt.malloc(64, 0)
+except KeyboardInterrupt:
+    pass
+else:
+    sys.exit("no KeyboardInterrupt")
+sim.configure(call_latency=0.0)
+(ptr,) = sim.live_handles()["device_memory"]  # the call completed before the interrupt
+assert acl.rt.free(ptr) == 0 and acl.rt.reset_device(0) == 0 and acl.finalize() == 0
+print("ok")
+"""
+
+
+@needs_itimer
+def test_handlers_installed_before_the_simulator_are_deferred() -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ASCEND_SAFE_BACKEND="sim")
+    done = subprocess.run(
+        [sys.executable, "-c", _EARLY_HANDLER_PROGRAM],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
