@@ -17,6 +17,7 @@ from . import _backend, _lifetime, _validate
 from ._lifetime import call_all
 from .constants import StreamFlag, StreamStatus
 from .context import ContextOwner, InContext
+from .errors import make_acl_error
 
 if TYPE_CHECKING:
     from .device import Device
@@ -27,6 +28,8 @@ __all__ = ["DefaultStream", "Stream", "busy_streams", "retire_device"]
 
 #: serial -> stream, for every stream with submissions not yet known complete.
 _busy: dict[int, Stream] = {}
+#: ACL_ERROR_RT_STREAM_SYNC_TIMEOUT, raised when a zero-timeout poll finds work queued.
+_STREAM_SYNC_TIMEOUT = 507046
 
 
 class _Submission(NamedTuple):
@@ -136,9 +139,19 @@ class Stream(InContext):
         through = self._seq
         if timeout is None:
             _backend.call("rt.synchronize_stream", handle, resource=self)
-        else:
-            ms = math.ceil(timeout * 1000) if timeout > 0 else 0  # 0 polls, so round up
+        elif timeout > 0:
+            ms = math.ceil(timeout * 1000)  # the runtime refuses 0 ms, so round up
             _backend.call("rt.synchronize_stream_with_timeout", handle, ms, resource=self)
+        else:
+            # A timeout of 0 ms is invalid for the runtime (107000, api_error.cc): poll instead.
+            status = _backend.call("rt.stream_query", handle, resource=self)
+            if status != StreamStatus.COMPLETE:
+                raise make_acl_error(
+                    _STREAM_SYNC_TIMEOUT,
+                    "acl.rt.synchronize_stream_with_timeout",
+                    "timeout 0: the stream still has work queued",
+                    repr(self),
+                )
         self._retire(through)
 
     def _drain_if_busy(self) -> None:
