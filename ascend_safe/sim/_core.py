@@ -288,7 +288,7 @@ class Core:
             if counted:
                 DEFERRAL.leave()
 
-    def uninterruptible(self) -> Any:
+    def uninterruptible(self) -> _Uninterruptible:
         """Context manager deferring signal handlers (for non-API entry points like reset)."""
         return _Uninterruptible()
 
