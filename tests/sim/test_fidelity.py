@@ -503,3 +503,43 @@ def test_handlers_installed_before_the_simulator_are_deferred() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_sample_style_program_runs_unchanged(acl: types.ModuleType) -> None:
+    # the call sequence of the official samples' helpers (written here, not copied)
+    run_mode, ret = acl.rt.get_run_mode()  # queried at import time, before acl.init
+    assert (run_mode, ret) == (1, 0)
+    assert acl.init() == 0
+    assert acl.rt.set_device(0) == 0
+    context, ret = acl.rt.create_context(0)
+    assert ret == 0
+    stream, ret = acl.rt.create_stream()
+    assert ret == 0
+    data = bytes(range(256)) * 4
+    size = len(data)
+    dev, ret = acl.rt.malloc(size, 0)
+    assert ret == 0
+    # host-to-device from a bytes object (pageable memory), as the samples do
+    kind = 1 if run_mode == 1 else 0
+    assert acl.rt.memcpy_async(dev, size, acl.util.bytes_to_ptr(data), size, kind, stream) == 0
+    assert acl.rt.synchronize_stream(stream) == 0
+    host, ret = acl.rt.malloc_host(size)
+    assert ret == 0
+    assert acl.rt.memcpy(host, size, dev, size, 2) == 0
+    assert acl.util.ptr_to_bytes(host, size) == data
+    for ret in (
+        acl.rt.free_host(host),
+        acl.rt.free(dev),
+        acl.rt.destroy_stream(stream),
+        acl.rt.destroy_context(context),
+        acl.rt.reset_device(0),
+        acl.finalize(),
+    ):
+        assert ret == 0
+    assert sim.live_handles() == {}
+    # only the documented (not enforced) rules the pageable copy breaks are recorded: pinned
+    # memory, and 64-byte alignment when the bytes object's buffer happens not to be aligned
+    assert set(_kinds()) == {"documented_restriction"}
+    details = _details("documented_restriction")
+    assert any("malloc_host" in d for d in details)
+    assert all("malloc_host" in d or "64-byte aligned" in d for d in details)
