@@ -134,7 +134,8 @@ class MemoryDomain(StreamDomain):
         ctx = self._current()
         if size > self.config.memory_per_device:
             raise Fail(RT_MEMORY_ALLOCATION, f"cannot allocate {size} bytes of host memory")
-        extent = round_size(size)
+        # api_impl.cc HostMalloc: the size is rounded up to 32 bytes, with no +32 padding
+        extent = round_size(size, False)
         alloc = Alloc("host_memory", 0, size, extent, ctx.device)
         try:
             alloc.back(extent, align=64)

@@ -212,6 +212,14 @@ def test_padding_is_usable_and_recorded(device: types.ModuleType) -> None:
     assert acl.rt.memset(aligned, 129, 0, 129) == 107000
     assert _kinds() == ["out_of_bounds"]
     sim.clear_violations()
+    host, _ = acl.rt.malloc_host(100)  # HostMalloc rounds to 32 only: 128 bytes
+    assert acl.rt.memcpy(host, 128, src, 128, 0) == 0
+    assert _kinds() == ["documented_restriction"]
+    sim.clear_violations()
+    assert acl.rt.memcpy(host, 129, src, 129, 0) == 107000
+    assert _kinds() == ["out_of_bounds"]
+    sim.clear_violations()
+    assert acl.rt.free_host(host) == 0
     sim.configure(strict=True)
     assert acl.rt.memcpy(dev, 160, src, 128, 1) == 107000
     assert sim.violations() == []
