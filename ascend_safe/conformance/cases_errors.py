@@ -408,9 +408,10 @@ def _event_twice(p: Probe) -> Any:
 @case(
     "rt.destroy_context.twice",
     "error-codes",
-    expect=[0, 107017],
+    expect=[0, 107002],
     isolated=True,
-    evidence=SIM_CHOICE,
+    evidence="src/runtime/api/impl/api_impl.cc ContextDestroy: a context that is not live "
+    "gives RT_ERROR_CONTEXT_NULL (107002)",
 )
 def _context_twice(p: Probe) -> Any:
     previous = p.current_context()

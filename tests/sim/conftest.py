@@ -12,7 +12,9 @@ from ascend_safe import sim
 
 @pytest.fixture(autouse=True)
 def _fresh_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("RECORD_FILE", "ASYNC_DELAY", "RUN_MODE", "MAX_PROCS_PER_DEVICE", "CONFIG"):
+    names = ("RECORD_FILE", "ASYNC_DELAY", "RUN_MODE", "MAX_PROCS_PER_DEVICE", "CONFIG")
+    names += ("STRICT",)
+    for name in names:
         monkeypatch.delenv("ASCEND_SAFE_SIM_" + name, raising=False)
     sim.reset()
     yield
