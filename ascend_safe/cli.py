@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -134,13 +135,20 @@ def _doctor(args: argparse.Namespace) -> int:
 def _conformance(args: argparse.Namespace) -> int:
     from . import _backend, conformance
 
-    if _backend.backend_name() == "sim":
-        from . import sim
+    models: list[str] = list(args.model or [])
+    with tempfile.TemporaryDirectory(prefix="ascend_safe-conformance-") as directory:
+        if _backend.backend_name() == "sim":
+            from . import sim
 
-        # A little latency per queued stream task, so that a copy the simulator runs
-        # asynchronously is still in flight when a case looks (as a DMA would be).
-        sim.configure(async_delay=0.005)
-    report = conformance.run(pattern=args.only, risky=args.risky)
+            # A little latency per queued stream task, so that a copy the simulator runs
+            # asynchronously is still in flight when a case looks (as a DMA would be).
+            sim.configure(async_delay=0.005)
+            if not models:  # the simulator loads its own model format
+                try:
+                    models = conformance.write_sample_models(sim.write_model, directory)
+                except Exception as exc:  # numpy missing: the model cases are skipped
+                    print(f"sample models not written ({exc})", file=sys.stderr)
+        report = conformance.run(pattern=args.only, risky=args.risky, models=models)
     if not report.results:
         print(f"no conformance case matches {args.only!r}", file=sys.stderr)
         return 2
@@ -202,6 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         metavar="PATTERN",
         help="run only cases whose id or category matches this glob (no wildcard: substring)",
+    )
+    check.add_argument(
+        "--model",
+        metavar="PATH",
+        action="append",
+        help="a model file (.om built for this SoC) for the model cases; repeat to give a "
+        "static model and ones with dynamic batch or image sizes. Without one, the cases that "
+        "need a model are skipped (the simulator uses its own sample models)",
     )
     check.set_defaults(run=_conformance)
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ from . import _backend, _lifetime, _validate
 from ._lifetime import call_all
 from .constants import StreamFlag, StreamStatus
 from .context import ContextOwner, InContext
+from .errors import make_acl_error
 
 if TYPE_CHECKING:
     from .device import Device
@@ -26,6 +27,8 @@ __all__ = ["DefaultStream", "Stream", "busy_streams", "retire_device"]
 
 #: serial -> stream, for every stream with submissions not yet known complete.
 _busy: dict[int, Stream] = {}
+#: ACL_ERROR_RT_STREAM_SYNC_TIMEOUT, raised when a zero-timeout poll finds work queued.
+_STREAM_SYNC_TIMEOUT = 507046
 
 
 class _Submission(NamedTuple):
@@ -137,8 +140,18 @@ class Stream(InContext):
         ms = _validate.timeout_ms(timeout)
         if ms is None:
             _backend.call("rt.synchronize_stream", handle, resource=self)
-        else:
+        elif ms > 0:
             _backend.call("rt.synchronize_stream_with_timeout", handle, ms, resource=self)
+        else:
+            # A timeout of 0 ms is invalid for the runtime (107000, api_error.cc): poll instead.
+            status = _backend.call("rt.stream_query", handle, resource=self)
+            if status != StreamStatus.COMPLETE:
+                raise make_acl_error(
+                    _STREAM_SYNC_TIMEOUT,
+                    "acl.rt.synchronize_stream_with_timeout",
+                    "timeout 0: the stream still has work queued",
+                    repr(self),
+                )
         self._retire(through)
 
     def _drain_if_busy(self) -> None:

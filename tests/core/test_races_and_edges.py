@@ -191,15 +191,53 @@ def test_close_from_inside_a_creation_on_the_same_thread_is_refused(sim):
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.02)
         with pytest.raises(RuntimeError, match="signal handler"):
-            dev.malloc(64)  # the alarm fires while the allocation is in pyacl
+            # the alarm fires while the allocation is in pyacl; as with C pyacl, the handler
+            # runs when that call returns, still inside the library's construction
+            dev.malloc(64)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     assert seen
     sim.configure(call_latency=0.0)
-    assert asf.live_resources() == [dev]  # the interrupted allocation was undone
+    assert asf.live_resources() == [dev]  # the interrupted allocation is not kept open
     dev.close()
     assert sim.live_handles() == {}
+    # The pointer pyacl returned was lost with the interrupted call's result: reset_device
+    # released the block (a library interrupt-safety gap, see the xfail test below).
+    assert {v.kind for v in sim.violations()} <= {"teardown_order"}
+    sim.clear_violations()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library interrupt safety: a handler raising at the return of rt.malloc loses "
+    "the pointer (needs the library's own signal-deferring critical section)",
+)
+def test_interrupt_at_the_return_of_an_allocation_does_not_leak(sim):
+    import signal
+
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("needs setitimer")
+    sim.configure(call_latency=0.05)
+    dev = asf.Device(0)
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        with pytest.raises(KeyboardInterrupt):
+            dev.malloc(64)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    sim.configure(call_latency=0.0)
+    try:
+        assert sim.live_handles().get("device_memory", []) == []
+    finally:
+        dev.close()
+        sim.clear_violations()
 
 
 def test_large_staging_buffers_are_not_doubled(sim):
