@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING, Any
 
 from . import _backend, _process, _runtime, _validate, slots
+from ._interrupts import allowed
+from ._lifetime import call_all
 from ._staging import StagingPool
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
@@ -33,7 +36,8 @@ class _SlotTable:
                 return
         soc = _backend.call_value("get_soc_name")
         limit = slots.process_limit(soc if isinstance(soc, str) else None)
-        slot = slots.acquire(device_id, limit, timeout=timeout)  # may wait: not under the lock
+        with allowed():  # may wait (not under the lock), and Ctrl-C must be able to end that
+            slot = slots.acquire(device_id, limit, timeout=timeout)
         with self.lock:
             entry = self.held.get(device_id)
             if entry is not None:  # another thread of this process got one meanwhile
@@ -76,14 +80,16 @@ class Device(ContextOwner):
 
     kind = "device"
     teardown_rank = 5
-    __slots__ = ("_default_stream", "_id", "_staging")
+    __slots__ = ("_default_stream", "_id", "_lost", "_staging")
 
     def __init__(self, device_id: int = 0, *, slot_timeout: float | None = 0.0) -> None:
         device_id = _validate.index(device_id, "device id", minimum=0)
         if slot_timeout is not None and not slot_timeout >= 0:
             raise ValueError(f"slot_timeout must be >= 0 seconds or None, got {slot_timeout!r}")
-        self._id = device_id
         super().__init__(None)
+        self._id = device_id
+        #: Set once pyacl reports the device gone: cleanup then skips waiting for its work.
+        self._lost = False
         self._staging = StagingPool(self)
         self._construct(lambda: self._create(slot_timeout))
         from .stream import DefaultStream
@@ -129,17 +135,24 @@ class Device(ContextOwner):
         return self._default_stream
 
     def synchronize(self) -> None:
-        """Wait for all work queued on this device (``acl.rt.synchronize_device``)."""
-        from .stream import retire_device
+        """Wait for all work queued on this device (``acl.rt.synchronize_device``).
 
-        self.make_current()
-        _backend.call("rt.synchronize_device", resource=self)
-        retire_device(self)
+        Only the work submitted before the call is known complete afterwards: what other
+        threads queue meanwhile stays pending until its own synchronize.
+        """
+        from .stream import device_marks
+
+        with self._using():
+            marks = device_marks(self)
+            self.make_current()
+            _backend.call("rt.synchronize_device", resource=self)
+            call_all([functools.partial(stream._retire, seq) for stream, seq in marks])
 
     def mem_info(self, attr: MemAttr = MemAttr.HBM_MEM) -> tuple[int, int]:
         """``(free, total)`` bytes of *attr* memory on this device."""
-        self.make_current()
-        free, total = _backend.call("rt.get_mem_info", int(attr), resource=self)
+        with self._using():
+            self.make_current()
+            free, total = _backend.call("rt.get_mem_info", int(attr), resource=self)
         return int(free), int(total)
 
     # -- factories (the classes can be used directly too) -------------------------------------
