@@ -376,6 +376,8 @@ class Resource:
         with _lock:
             refs = list(self._children.values())
         children = [c for c in (r() for r in refs) if c is not None and c._state == _OPEN]
+        if _deferred:  # collected in a cycle: its weak reference is gone, the object is queued
+            children += [d for d in list(_deferred) if d._parent is self and d not in children]
         children.sort(key=lambda c: (c.teardown_rank, -c._serial))
         return children
 
@@ -403,20 +405,23 @@ class Resource:
     # -- implicit cleanup ---------------------------------------------------------------------
 
     def __del__(self) -> None:
-        try:
-            if getattr(self, "_state", _UNBORN) != _OPEN or flags.disarmed:
-                return
-            if sys.is_finalizing():
-                return
-            if _process.state.is_foreign(self._pid):
-                self._state = _ABANDONED
-                return
-            _deferred.append(self)  # resurrected until the next safe point releases it
-            for tracker in self._trackers:
-                tracker.collected[type(self).__name__] += 1
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
-        except BaseException:
-            pass
+        # A critical section: an interrupt cannot drop the object between its collection and
+        # its queueing (it is delivered when the finalizer ends, as Python does for any).
+        with critical:
+            try:
+                if getattr(self, "_state", _UNBORN) != _OPEN or flags.disarmed:
+                    return
+                if sys.is_finalizing():
+                    return
+                if _process.state.is_foreign(self._pid):
+                    self._state = _ABANDONED
+                    return
+                _deferred.append(self)  # resurrected until the next safe point releases it
+                for tracker in self._trackers:
+                    tracker.collected[type(self).__name__] += 1
+                warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+            except BaseException:
+                pass
 
     def _close_implicitly(self) -> None:
         """Close a collected object; failures become warnings, never exceptions."""
@@ -539,14 +544,25 @@ def call_all(calls: list[Callable[[], object]]) -> None:
 
 
 def drain_deferred() -> None:
-    """Release the objects that were garbage-collected while open (lowest rank first)."""
+    """Release the objects that were garbage-collected while open (lowest rank first).
+
+    An interrupt that ends a release early puts what is left back in the queue: a collected
+    object has no other reference, and Python runs its finalizer only once.
+    """
     while _deferred:
-        batch: list[Resource] = []
-        while _deferred:  # pop one by one: __del__ may append meanwhile, from any thread
-            batch.append(_deferred.pop())
-        batch.sort(key=lambda r: (r.teardown_rank, -r._serial))
-        for obj in batch:
-            obj._close_implicitly()
+        with critical:
+            batch: list[Resource] = []
+            while _deferred:  # pop one by one: __del__ may append meanwhile, from any thread
+                batch.append(_deferred.pop())
+            batch.sort(key=lambda r: (r.teardown_rank, -r._serial))
+            done = 0
+            try:
+                for obj in batch:
+                    obj._close_implicitly()
+                    done += 1
+            except BaseException:
+                _deferred.extend(r for r in batch[done:] if r._state == _OPEN)
+                raise
 
 
 def live_resources(*, internal: bool = False) -> list[Resource]:
