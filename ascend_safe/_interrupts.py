@@ -22,7 +22,7 @@ import threading
 from types import FrameType
 from typing import Any, Callable, Optional
 
-__all__ = ["allowed", "critical", "depth"]
+__all__ = ["POLL", "critical", "depth", "interruption_point"]
 
 _Handler = Callable[[int, Optional[FrameType]], Any]
 _get_ident = threading.get_ident
@@ -142,33 +142,17 @@ def _run_pending() -> None:
 critical = _Critical()
 
 
-class _Allowed:
-    """``with allowed:`` inside a critical section: a stretch where signals may land again
-    (a long wait the program must be able to interrupt); the code around it must undo its
-    work if an exception comes out."""
-
-    __slots__ = ("_saved",)
-
-    def __enter__(self) -> None:
-        self._saved = 0
-        if _get_ident() == _state.main:
-            self._saved = _state.depth
-            _state.depth = 0
-            if _state.pending:
-                try:
-                    _run_pending()
-                except BaseException:
-                    _state.depth = self._saved
-                    raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        if _get_ident() == _state.main:
-            _state.depth = self._saved
+#: How long a wait inside a critical section sleeps between looks for deferred signals.
+POLL = 0.05
 
 
-def allowed() -> _Allowed:
-    """A fresh :class:`_Allowed` section (one per use: it remembers the depth it lowered)."""
-    return _Allowed()
+def interruption_point() -> None:
+    """Inside a critical section, at a point where nothing is half done (typically in a wait
+    loop): run the handlers of signals deferred so far. Their exception (``KeyboardInterrupt``)
+    leaves through the enclosing sections, which undo their work as for any other error. The
+    depth is not touched, so no section can be left unprotected by an interrupted switch."""
+    if _state.pending and _get_ident() == _state.main:
+        _run_pending()
 
 
 def depth() -> int:

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import Any, Callable, ClassVar, NoReturn
 
 from . import _process
-from ._interrupts import allowed, critical
+from ._interrupts import POLL, critical, interruption_point
 from .errors import ForkSafetyError, ResourceClosedError
 
 __all__ = [
@@ -309,8 +309,8 @@ class Resource:
             while self._state == _CLOSING:
                 if self._closer == me or me in self._uses:
                     return False  # nested in this thread's own close or use: that one finishes
-                with allowed():  # another thread is closing it: wait, interruptibly
-                    _state_changed.wait()
+                _state_changed.wait(POLL)  # another thread is closing it: wait, interruptibly
+                interruption_point()
             if self._state != _OPEN:
                 return False
             if _process.state.is_foreign(self._pid):
@@ -327,15 +327,14 @@ class Resource:
     def _complete_close(self) -> None:
         """Close children, wait for other threads' uses, release (the caller claimed it)."""
         with critical:
-            try:
-                with allowed():  # until the release, an interrupt leaves the object open
-                    self._close_children()
-                    if not self._wait_for_uses():
-                        raise TimeoutError(
-                            f"cannot close {self!r}: another thread is still using it or "
-                            "creating a resource on it"
-                        )
-                    self._close_children()  # children that opened while waiting
+            try:  # until the release, an interrupt leaves the object open
+                self._close_children()
+                if not self._wait_for_uses():
+                    raise TimeoutError(
+                        f"cannot close {self!r}: another thread is still using it or "
+                        "creating a resource on it"
+                    )
+                self._close_children()  # children that opened while waiting
                 self._release(self._handle)
             except BaseException:
                 with _lock:
@@ -356,7 +355,8 @@ class Resource:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                _state_changed.wait(left)
+                _state_changed.wait(POLL if left is None else min(left, POLL))
+                interruption_point()
         return True
 
     def _await_closed(self) -> None:
@@ -364,13 +364,21 @@ class Resource:
         me = _get_ident()
         with _lock:
             while self._state == _CLOSING and self._closer != me and me not in self._uses:
-                with allowed():
-                    _state_changed.wait()
+                _state_changed.wait(POLL)
+                interruption_point()
 
     def _close_children(self) -> None:
         if _deferred:
             drain_deferred()
-        call_all([child.close for child in self._live_children()])
+        first: Exception | None = None
+        for child in self._live_children():
+            try:
+                child.close()
+            except Exception as exc:  # the others still close; the parent stays open
+                first = first or exc
+            interruption_point()  # between children: where a Ctrl-C may end a long close
+        if first is not None:
+            raise first
 
     def _live_children(self) -> list[Resource]:
         with _lock:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import _backend, _process, _runtime, _validate, slots
-from ._interrupts import allowed
+from ._interrupts import POLL, interruption_point
 from ._lifetime import call_all
 from ._staging import StagingPool
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
+from .errors import ProcessLimitError
 
 if TYPE_CHECKING:
     from .event import Event
@@ -36,8 +38,7 @@ class _SlotTable:
                 return
         soc = _backend.call_value("get_soc_name")
         limit = slots.process_limit(soc if isinstance(soc, str) else None)
-        with allowed():  # may wait (not under the lock), and Ctrl-C must be able to end that
-            slot = slots.acquire(device_id, limit, timeout=timeout)
+        slot = _acquire_slot(device_id, limit, timeout)  # may wait: not under the lock
         with self.lock:
             entry = self.held.get(device_id)
             if entry is not None:  # another thread of this process got one meanwhile
@@ -61,6 +62,21 @@ class _SlotTable:
         """In a forked child: the slots are the parent's (the slots module closed the fds)."""
         self.lock = threading.Lock()
         self.held = {}
+
+
+def _acquire_slot(device_id: int, limit: int, timeout: float | None) -> slots.DeviceSlot:
+    """:func:`slots.acquire`, waiting in slices so that an interrupt (deferred while a device
+    session is built) can end a long wait."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        last = left is not None and left <= POLL
+        try:
+            return slots.acquire(device_id, limit, timeout=left if last else POLL)
+        except ProcessLimitError:
+            if last:
+                raise
+        interruption_point()
 
 
 _slot_table = _SlotTable()

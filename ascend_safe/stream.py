@@ -22,8 +22,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from . import _backend, _lifetime, _validate
-from ._interrupts import allowed, critical
-from ._lifetime import call_all
+from ._interrupts import POLL, critical, interruption_point
 from .constants import StreamFlag, StreamStatus
 from .context import ContextOwner, InContext
 from .errors import AclError, ResourceClosedError
@@ -146,7 +145,7 @@ class Stream(InContext):
                         self._delivering[batch] = (done[0].seq, me)
             if batch:
                 try:
-                    call_all(steps)
+                    _run_every(steps)
                 finally:
                     with self._lock:
                         del self._delivering[batch]
@@ -157,8 +156,8 @@ class Stream(InContext):
                     first <= limit and thread != me
                     for first, thread in self._delivering.values()
                 ):
-                    with allowed():
-                        self._delivered.wait()
+                    self._delivered.wait(POLL)
+                    interruption_point()
 
     # -- waiting ------------------------------------------------------------------------------
 
@@ -282,6 +281,23 @@ class DefaultStream(Stream):
 
     def _release(self, handle: Any) -> None:
         self._drain_for_cleanup(handle)
+
+
+def _run_every(steps: list[Callable[[], object]]) -> None:
+    """Run every step even if one fails (each is a delivery someone waits for), then raise
+    the first error, an interrupt included."""
+    first: BaseException | None = None
+    for step in steps:
+        try:
+            step()
+        except BaseException as exc:
+            if first is None:
+                first = exc
+    if first is not None:
+        try:
+            raise first
+        finally:
+            first = None
 
 
 def busy_streams() -> list[Stream]:
