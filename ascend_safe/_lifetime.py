@@ -185,11 +185,13 @@ class Resource:
                     parent._end_use()
 
     def _begin_child(self, child: Resource) -> None:
-        with _lock:
-            if self._state != _OPEN or self._pid != _process.state.pid:
-                self._refuse_child(child)
-            me = _get_ident()
-            self._uses[me] = self._uses.get(me, 0) + 1
+        """Building *child* is a use of this parent, which must be open."""
+        me = _get_ident()
+        uses = self._uses
+        uses[me] = uses.get(me, 0) + 1
+        if self._state != _OPEN or self._pid != _process.state.pid:
+            self._end_use()
+            self._refuse_child(child)
 
     def _refuse_child(self, child: Resource) -> NoReturn:
         try:
@@ -231,27 +233,35 @@ class Resource:
 
     def _begin_use(self) -> Any:
         """Count a use by this thread and return the handle, or raise if the object is not
-        usable (call inside a critical section, paired with :meth:`_end_use`)."""
+        usable (call inside a critical section, paired with :meth:`_end_use`).
+
+        No lock: each thread writes only its own entry, and it counts itself before it reads
+        the state, while a close sets the state before it looks at the counts; so either the
+        use sees the close, or the close sees (and waits for) the use.
+        """
         me = _get_ident()
-        with _lock:
-            state = self._state
-            if (
-                state != _OPEN
-                and not (state == _CLOSING and (self._closer == me or me in self._uses))
-            ) or self._pid != _process.state.pid:
-                self._raise_unusable()
-            self._uses[me] = self._uses.get(me, 0) + 1
-            return self._handle
+        uses = self._uses
+        mine = uses[me] = uses.get(me, 0) + 1
+        state = self._state
+        if (
+            state != _OPEN and not (state == _CLOSING and (self._closer == me or mine > 1))
+        ) or self._pid != _process.state.pid:
+            self._end_use()
+            self._raise_unusable()
+        return self._handle
 
     def _end_use(self) -> None:
-        """This thread's use is over; a close it postponed runs now."""
+        """This thread's use is over; a close waiting for it goes on, one it postponed runs."""
         me = _get_ident()
+        uses = self._uses
+        left = uses[me] - 1
+        if left:
+            uses[me] = left
+            return
+        del uses[me]
+        if self._state != _CLOSING:
+            return
         with _lock:
-            left = self._uses[me] - 1
-            if left:
-                self._uses[me] = left
-                return
-            del self._uses[me]
             _state_changed.notify_all()
             if not (self._postponed and self._closer == me):
                 return

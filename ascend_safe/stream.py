@@ -124,6 +124,8 @@ class Stream(InContext):
         """Submissions up to *through* (all if None) are known complete: run their completion
         steps (or, with *deliver* False, drop them: the work is gone), and return once those
         that other threads took over have run too."""
+        if not self._pending and not self._delivering:
+            return
         me = threading.get_ident()
         with critical:  # what is taken from the list runs: an interrupt waits for it
             with self._lock:
