@@ -230,6 +230,7 @@ def interrupting_signal() -> Any:
         ("stream", "rt.destroy_stream"),
         ("memory", "rt.free"),
         ("context", "rt.destroy_context"),
+        ("device", "rt.reset_device"),
     ],
 )
 def test_an_interrupt_after_the_release_leaves_the_object_closed(
@@ -241,6 +242,7 @@ def test_an_interrupt_after_the_release_leaves_the_object_closed(
         "stream": dev.stream,
         "memory": lambda: dev.malloc(64),
         "context": dev.context,
+        "device": lambda: dev,
     }[kind]()
     _interrupt_after(api, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
