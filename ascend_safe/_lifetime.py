@@ -527,16 +527,33 @@ class using:
                 begun.append(r)
         except BaseException:
             try:
-                call_all([r._end_use for r in reversed(begun)])
+                _end_every(begun)
             finally:
                 critical.__exit__(None, None, None)
             raise
 
     def __exit__(self, *exc_info: object) -> None:
         try:
-            call_all([r._end_use for r in reversed(self._resources)])
+            _end_every(self._resources)
         finally:
             critical.__exit__(None, None, None)
+
+
+def _end_every(resources: list[Resource]) -> None:
+    """End a use of each of *resources* (newest first), even if a postponed close that one of
+    them runs is interrupted; then raise the first error."""
+    first: BaseException | None = None
+    for r in reversed(resources):
+        try:
+            r._end_use()
+        except BaseException as exc:
+            if first is None:
+                first = exc
+    if first is not None:
+        try:
+            raise first
+        finally:
+            first = None
 
 
 def _new_locks_in_child() -> None:
