@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -67,16 +68,22 @@ class _SlotTable:
 def _acquire_slot(device_id: int, limit: int, timeout: float | None) -> slots.DeviceSlot:
     """:func:`slots.acquire`, waiting in slices so that an interrupt (deferred while a device
     session is built) can end a long wait."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    start = time.monotonic()
     while True:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        left = None if timeout is None else max(0.0, start + timeout - time.monotonic())
         last = left is not None and left <= POLL
         try:
             return slots.acquire(device_id, limit, timeout=left if last else POLL)
-        except ProcessLimitError:
-            if last:
+        except ProcessLimitError as exc:
+            if not last:
+                interruption_point()
+                continue
+            if not timeout:
                 raise
-        interruption_point()
+            # the message gives the time of the last slice: give the whole wait instead
+            waited = f"after waiting {time.monotonic() - start:.2f} s"
+            message = re.sub(r"after waiting [0-9.]+ s", waited, exc.message)
+            raise ProcessLimitError(exc.device, exc.limit, exc.holders, message) from None
 
 
 _slot_table = _SlotTable()

@@ -437,3 +437,28 @@ def test_init_again_on_an_open_object_is_refused(sim):
         with pytest.raises(RuntimeError, match="already initialized"):
             mem.__init__(dev, 64)  # a closed object stays closed
         ev.close()
+
+
+def test_ctrl_c_ends_a_wait_for_a_device_slot(sim, monkeypatch, tmp_path, interrupting_signal):
+    from ascend_safe import slots
+
+    monkeypatch.setenv("ASCEND_SAFE_SLOT_DIR", str(tmp_path / "slots"))
+    monkeypatch.setenv("ASCEND_SAFE_MAX_PROCS", "1")
+    held = slots.acquire(0, 1)  # the device's only slot, held elsewhere
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        old = signal.signal(signal.SIGALRM, signal.getsignal(signal.SIGUSR1))
+        start = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                asf.Device(0, slot_timeout=None)  # waits forever, unless interrupted
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        assert time.monotonic() - start < 3
+    finally:
+        held.release()
+    assert asf.live_resources() == []
+    with asf.Device(0) as dev:  # nothing of the interrupted session is left behind
+        dev.malloc(64).close()
+    assert sim.live_handles() == {}
