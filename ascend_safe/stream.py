@@ -137,14 +137,15 @@ class Stream(InContext):
                 batch = 0
                 steps: list[Callable[[], object]] = []
                 if cut:
-                    done, self._pending = pending[:cut], pending[cut:]
-                    if not self._pending:
-                        _busy.pop(self._serial, None)
+                    done = pending[:cut]
                     if deliver:
                         steps = [s.on_retire for s in done if s.on_retire is not None]
-                    if steps:
-                        batch = next(_batches)
+                    if steps:  # listed before leaving the pending list: the early return above
+                        batch = next(_batches)  # reads both without the lock
                         self._delivering[batch] = (done[0].seq, me)
+                    self._pending = pending[cut:]
+                    if not self._pending:
+                        _busy.pop(self._serial, None)
             if batch:
                 try:
                     _run_every(steps)
