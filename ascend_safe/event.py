@@ -78,8 +78,8 @@ class Event(InContext):
     def _retire_covered(self) -> None:
         """The recorded work is done: the stream can let go of what it kept for it."""
         stream = self._recorded_on
-        if stream is not None and not stream.closed:
-            stream._retire(self._recorded_seq)
+        if stream is not None:  # even if another thread is closing it: its drain may not
+            stream._retire(self._recorded_seq)  # have delivered yet, and this one must wait
 
     def elapsed_time(self, end: Event) -> float:
         """Milliseconds from this event to *end*; both recorded, and *end* complete."""

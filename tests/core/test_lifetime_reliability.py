@@ -133,6 +133,23 @@ def test_stream_synchronize_waits_for_deliveries_another_thread_runs(sim, monkey
         assert thread.error is None
 
 
+def test_event_synchronize_delivers_while_another_thread_closes_the_stream(sim, monkeypatch):
+    with asf.Device(0) as dev, dev.malloc(SIZE, fill=8) as mem, dev.event() as ev:
+        s = dev.stream()
+        out = bytearray(SIZE)
+        mem.copy_to(out, stream=s)
+        ev.record(s)
+        entered = _slow_make_current_in("closer", monkeypatch, 0.3)
+        closer = _Thread(s.close)
+        closer.name = "closer"
+        closer.start()
+        assert entered.wait(5)  # the stream is closing; its drain has not run yet
+        ev.synchronize()
+        assert bytes(out) == b"\x08" * SIZE
+        closer.finish()
+        assert closer.error is None and s.closed
+
+
 # -- close racing a use in another thread -----------------------------------------------------
 
 

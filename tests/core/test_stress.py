@@ -68,7 +68,7 @@ class _World:
         return old
 
 
-def _settle(*objs: asf.Stream | asf.DeviceMemory) -> None:
+def _settle(*objs: asf.Device | asf.Stream | asf.DeviceMemory) -> None:
     """Wait for the closes other threads have begun on *objs* (a close drains first)."""
     for obj in objs:
         if obj.closed:
@@ -108,12 +108,17 @@ def test_thread_stress(sim):
                 mem.copy_from(pattern, stream=stream, offset=region)
                 mem.copy_to(out, stream=stream, offset=region, nbytes=CHUNK)
             except asf.ResourceClosedError:
-                _settle(stream, mem)  # what was queued is drained before the next round
+                _settle(dev, stream, mem)  # what was queued is drained before the next round
                 continue
             try:
-                stream.synchronize()
-            except asf.ResourceClosedError:
-                _settle(stream, mem)
+                if index % 3:
+                    stream.synchronize()
+                else:  # through an event: the same guarantees for its deliveries
+                    with dev.event() as ev:
+                        ev.record(stream)
+                        ev.synchronize()
+            except asf.ResourceClosedError:  # (the event: its device is closing)
+                _settle(dev, stream, mem)
             if bytes(out) != pattern:
                 wrong.append(f"{dev!r} region {index}: got {out[:4]!r}.. want {pattern[:4]!r}..")
                 stop.set()
