@@ -4,6 +4,7 @@ other process frees, and native reproduces the hang (bounded by the simulator's 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 
+import admission_tasks
 import pytest
 
 import ascend_safe as asf
@@ -101,3 +103,53 @@ def test_native_hangs_until_the_simulator_gives_up(sim, holder):
         dev.malloc(400_000)
     assert len(_hangs(sim)) == 1
     sim.clear_violations()
+
+
+ROUNDS = 20
+
+
+def _race(sim, tmp_path, policy: str, rounds: int) -> list[list[str]]:
+    """Two spawned processes, released together by a barrier each round, asking for 60% of
+    device 0; the outcomes per round."""
+    asf.set_oom_policy(None)
+    # A call that blocks in RC mode gives up after 2 s and records rc_malloc_hang, in whichever
+    # process it happened (the record file collects them).
+    sim.configure(
+        run_mode=0,
+        memory_per_device=MEMORY,
+        rc_malloc_timeout=2.0,
+        record_file=str(tmp_path / "violations.jsonl"),
+    )
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2, timeout=60)
+    results = ctx.Queue()
+    size = MEMORY * 6 // 10
+    procs = [
+        ctx.Process(target=admission_tasks.race, args=(policy, rounds, size, barrier, results))
+        for _ in range(2)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        outcomes: list[list[str]] = [[] for _ in range(rounds)]
+        for _ in range(2 * rounds):
+            index, outcome = results.get(timeout=120)
+            outcomes[index].append(outcome)
+    finally:
+        for proc in procs:
+            proc.join(60)
+        sim.configure(record_file=None)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    return outcomes
+
+
+def test_two_processes_racing_under_raise_never_both_get_in(sim, tmp_path):
+    outcomes = _race(sim, tmp_path, "raise", ROUNDS)
+    assert [sorted(o) for o in outcomes] == [["admitted", "refused"]] * ROUNDS
+    assert _hangs(sim) == []
+
+
+def test_two_processes_racing_under_wait_both_get_in(sim, tmp_path):
+    outcomes = _race(sim, tmp_path, "wait", 5)
+    assert outcomes == [["admitted", "admitted"]] * 5
+    assert _hangs(sim) == []
