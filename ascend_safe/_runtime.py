@@ -32,13 +32,17 @@ class _InitState:
 _init = _InitState()
 
 
-def ensure_initialized() -> None:
-    """Call ``acl.init`` once per process (tolerating an init done by the caller)."""
+def ensure_initialized(*, check_environment: bool = True) -> None:
+    """Call ``acl.init`` once per process (tolerating an init done by the caller). Before it,
+    raise ``ValueError`` for bad ``ASCEND_SAFE_*`` values met at import (unless
+    *check_environment* is false: the doctor reports them itself)."""
     if _init.initialized:
         return
     with _lock:
         if _init.initialized:
             return
+        if check_environment:
+            _process.raise_config_errors()
         if not _init.hooked:
             _backend.exit_hooks.append(exit_teardown)
             _init.hooked = True

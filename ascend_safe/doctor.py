@@ -145,7 +145,7 @@ def _probe_run_mode() -> dict[str, Any]:
 
 
 def _probe_versions() -> dict[str, Any]:
-    _runtime.ensure_initialized()
+    _runtime.ensure_initialized(check_environment=False)  # the environment check reports them
     out: dict[str, Any] = {}
     if _backend.has("get_version"):
         major, minor, patch = _backend.call("get_version")
