@@ -12,11 +12,13 @@ from typing import Callable
 
 __all__ = [
     "FORK_ADVICE",
+    "VARIABLES",
     "ProcessState",
     "config_error",
     "on_fork_child",
     "raise_config_errors",
     "state",
+    "variable",
 ]
 
 #: What to do instead, said by every error about pyacl use across a fork.
@@ -77,6 +79,17 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+#: Every ``ASCEND_SAFE_*`` variable the library reads (name -> what it sets), registered by the
+#: module that reads it (:func:`variable`); the doctor's list of known names comes from here.
+VARIABLES: dict[str, str] = {}
+
+
+def variable(name: str, what: str) -> str:
+    """Register the environment variable *name* (what it sets: *what*); returns *name*."""
+    VARIABLES[name] = what
+    return name
 
 
 #: Bad ``ASCEND_SAFE_*`` values met while importing the library: the import goes on (so

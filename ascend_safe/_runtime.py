@@ -17,6 +17,9 @@ from .errors import AclError
 __all__ = ["ensure_initialized", "exit_teardown"]
 
 _REPEAT_INITIALIZE = 100002
+ENV_EXIT_TIMEOUT = _process.variable(
+    "ASCEND_SAFE_EXIT_TIMEOUT", "seconds the exit teardown waits for streams"
+)
 
 _log = logging.getLogger("ascend_safe")
 _lock = threading.Lock()
@@ -64,7 +67,7 @@ def forget_initialization() -> None:
 
 
 def _exit_timeout() -> float:
-    raw = os.environ.get("ASCEND_SAFE_EXIT_TIMEOUT", "10")
+    raw = os.environ.get(ENV_EXIT_TIMEOUT, "10")
     try:
         seconds = float(raw)
     except ValueError:

@@ -65,9 +65,9 @@ _T = TypeVar("_T")
 
 #: The policies :func:`set_oom_policy` and ``ASCEND_SAFE_OOM_POLICY`` accept.
 OOM_POLICIES = ("raise", "wait", "native")
-ENV_POLICY = "ASCEND_SAFE_OOM_POLICY"
+ENV_POLICY = _process.variable("ASCEND_SAFE_OOM_POLICY", "the OOM policy: raise, wait, native")
 #: Seconds the ``wait`` policy waits when set from the environment (unset: no limit).
-ENV_TIMEOUT = "ASCEND_SAFE_OOM_TIMEOUT"
+ENV_TIMEOUT = _process.variable("ASCEND_SAFE_OOM_TIMEOUT", "seconds the 'wait' policy waits")
 
 #: The allocation calls that take from the device budget, and whether pyacl adds 32 bytes.
 _PLUS32 = {

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 FORK_POLICIES = ("sync", "raise", "warn", "off")
+ENV_POLICY = _process.variable("ASCEND_SAFE_FORK_POLICY", "the fork policy: sync, raise, warn, off")
 #: Audit events that create a process.
 _PROCESS_EVENTS = frozenset(
     {"os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.spawn", "subprocess.Popen"}
@@ -152,7 +153,7 @@ def guard_process_creation() -> None:
     if _settings.installed:
         return
     _settings.installed = True
-    env = os.environ.get("ASCEND_SAFE_FORK_POLICY", "").strip().lower()
+    env = os.environ.get(ENV_POLICY, "").strip().lower()
     if env in FORK_POLICIES:
         set_fork_policy(env)
     elif env:  # not raised here: the import must work for 'python -m ascend_safe doctor'

@@ -74,11 +74,11 @@ __all__ = [
 ]
 
 #: Environment variable overriding the per-device process limit (a positive integer).
-ENV_MAX_PROCS = "ASCEND_SAFE_MAX_PROCS"
+ENV_MAX_PROCS = _process.variable("ASCEND_SAFE_MAX_PROCS", "processes allowed per device")
 #: Environment variable overriding virtual-machine detection (``0`` or ``1``).
-ENV_VM = "ASCEND_SAFE_VM"
+ENV_VM = _process.variable("ASCEND_SAFE_VM", "running in a virtual machine: 0 or 1")
 #: Environment variable choosing the directory that holds the slot files.
-ENV_SLOT_DIR = "ASCEND_SAFE_SLOT_DIR"
+ENV_SLOT_DIR = _process.variable("ASCEND_SAFE_SLOT_DIR", "directory of the process-slot files")
 
 #: Per-device process limits documented by CANN.
 LIMIT_A2_A3 = 63
