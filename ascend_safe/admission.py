@@ -106,6 +106,7 @@ class _Settings:
         self.process: Optional[OomSetting] = None
         self.devices: weakref.WeakKeyDictionary[Any, OomSetting] = weakref.WeakKeyDictionary()
         self.run_modes: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self.lock_fds: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 _settings = _Settings()
@@ -292,13 +293,17 @@ def _budget(device_id: int) -> _Budget:
     return budget
 
 
-def _lock_file(device_id: int) -> int:
-    """The descriptor of device *device_id*'s admission lock file in the slot directory."""
-    key = (slots.slot_dir(), device_id)
-    fd = _lock_files.get(key)
+def _lock_file(device: Any, device_id: int) -> int:
+    """The descriptor of device *device_id*'s admission lock file in the slot directory (found
+    once per device session: the directory of the slot that session holds)."""
+    fd = _settings.lock_fds.get(device)
     if fd is None:
-        fd, _path = slots.open_lock_file(f"dev{device_id}.admission")
-        _lock_files[key] = fd
+        key = (slots.slot_dir(), device_id)
+        fd = _lock_files.get(key)
+        if fd is None:
+            fd, _path = slots.open_lock_file(f"dev{device_id}.admission")
+            _lock_files[key] = fd
+        _settings.lock_fds[device] = fd
     return fd
 
 
@@ -344,6 +349,7 @@ def _new_budgets_in_child() -> None:
     global _budgets_lock
     _budgets.clear()
     _lock_files.clear()
+    _settings.lock_fds = weakref.WeakKeyDictionary()
     _budgets_lock = threading.Lock()
     _settings.lock = threading.Lock()
 
@@ -448,7 +454,7 @@ def allocate(
         # in RC mode, across processes (an flock), so two callers are never both admitted
         # against the same free bytes. An admitted call fits, so it returns at once.
         with budget.lock:
-            fd = _lock_file(device_id) if shared else -1
+            fd = _lock_file(device, device_id) if shared else -1
             locked = False
             try:
                 if fd >= 0:
