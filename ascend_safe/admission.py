@@ -12,12 +12,15 @@ limit, for memory to come free (CANN's restriction pages; the OS's
 - ``native``: call pyacl straight away (in RC mode, a call that does not fit hangs).
 
 The decision compares the padded size of the allocation (pyacl rounds ``malloc`` and
-``dvpp_malloc`` up to a multiple of 32 and adds 32; ``malloc_align32`` only rounds) plus the
-allocations this process has admitted but not yet seen return, with the free memory
-``get_mem_info`` reports. The check, the reservation and its release happen under one lock per
-device, so two threads are never both admitted against the same free bytes. Before refusing or
-waiting, the registered cache releasers (see :func:`on_release_cached`) are asked to give cached
-blocks back.
+``dvpp_malloc`` up to a multiple of 32 and adds 32; ``malloc_align32`` only rounds) with the free
+memory ``get_mem_info`` reports. The check and the call happen under one lock per device: a
+thread lock, and in RC mode an ``flock`` on ``dev<N>.admission`` in the process-slot directory
+(:func:`ascend_safe.slots.open_lock_file`), so neither two threads nor two processes are
+admitted against the same free bytes. An admitted call fits, so it returns at once and the lock
+is held only briefly; one held longer than 5 s (a call hanging because a program outside
+admission took the memory) makes ``raise`` refuse instead of queueing behind it. Before refusing
+or waiting, the registered cache releasers (see :func:`on_release_cached`) are asked to give
+cached blocks back.
 
 Which policy applies: a device's own (:meth:`ascend_safe.Device.set_oom_policy`), else the
 process-wide one (:func:`set_oom_policy`), else ``ASCEND_SAFE_OOM_POLICY`` (with
@@ -25,9 +28,9 @@ process-wide one (:func:`set_oom_policy`), else ``ASCEND_SAFE_OOM_POLICY`` (with
 ``raise`` in RC mode, ``native`` in host mode (where pyacl returns 207001 itself, which becomes
 an ``OutOfDeviceMemoryError`` with the same details).
 
-Limit: processes do not share reservations. Two processes (of this library or not) admitted at
-the same instant against the same free memory can both pass; one of their calls then blocks in
-RC mode as it would have without admission (only the window between the check and the call).
+Programs that do not use admission (or use ``native``) allocate outside this order; in RC mode
+``/proc/sys/vm/enable_oom_killer`` covers them. A model load allocates inside pyacl: ``Model``
+admits its work and weight bytes (``acl.mdl.query_size``) the same way.
 """
 
 from __future__ import annotations
