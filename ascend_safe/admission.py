@@ -310,6 +310,29 @@ def _lock_file(device: Any, device_id: int) -> int:
     return fd
 
 
+def _patience(deadline: float, start: float) -> float:
+    """Until when to wait for the admission lock: the policy's deadline, at least 5 s."""
+    return max(deadline, start + _LOCK_PATIENCE)
+
+
+def _stuck(api: str, device_id: int, waited: float, who: str) -> OutOfDeviceMemoryError:
+    return OutOfDeviceMemoryError(
+        207001,
+        "acl." + api,
+        None,
+        None,
+        {
+            "device": device_id,
+            "decision": (
+                f"{who} admitted allocation on device {device_id} has not returned after "
+                f"{waited:.3g}s (in RC mode it hangs when memory was taken by a program that "
+                "does not use admission, e.g. with OOM policy 'native'); refused rather than "
+                "queued behind it"
+            ),
+        },
+    )
+
+
 def _lock_across_processes(fd: int, api: str, device_id: int, deadline: float) -> None:
     """``flock`` *fd* (polling, so the wait is bounded and interruptible) or raise."""
     try:
@@ -319,7 +342,7 @@ def _lock_across_processes(fd: int, api: str, device_id: int, deadline: float) -
         pass
     poll = _LOCK_POLL_FIRST
     start = time.monotonic()
-    end = max(deadline, start + _LOCK_PATIENCE)
+    end = _patience(deadline, start)
     while True:
         time.sleep(poll)
         poll = min(poll * 2, _LOCK_POLL_MAX)
@@ -327,23 +350,9 @@ def _lock_across_processes(fd: int, api: str, device_id: int, deadline: float) -
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
-            if time.monotonic() >= end:
-                raise OutOfDeviceMemoryError(
-                    207001,
-                    "acl." + api,
-                    None,
-                    None,
-                    {
-                        "device": device_id,
-                        "decision": (
-                            f"another process's admitted allocation on device {device_id} has "
-                            f"not returned after {time.monotonic() - start:.3g}s (in RC mode "
-                            "it hangs when memory was taken by a process that does not use "
-                            "admission, e.g. with OOM policy 'native'); refused rather than "
-                            "queued behind it"
-                        ),
-                    },
-                ) from None
+            now = time.monotonic()
+            if now >= end:
+                raise _stuck(api, device_id, now - start, "another process's") from None
 
 
 def _new_budgets_in_child() -> None:
@@ -456,7 +465,11 @@ def allocate(
         # The check and the call under one lock per device: across threads (the RLock) and,
         # in RC mode, across processes (an flock), so two callers are never both admitted
         # against the same free bytes. An admitted call fits, so it returns at once.
-        with budget.lock:
+        end = _patience(deadline, time.monotonic())
+        patience = -1.0 if math.isinf(end) else max(0.0, end - time.monotonic())
+        if not budget.lock.acquire(timeout=patience):
+            raise _stuck(api, device_id, time.monotonic() - start, "another thread's")
+        try:
             fd = _lock_file(device, device_id) if shared else -1
             locked = False
             try:
@@ -470,6 +483,8 @@ def allocate(
             finally:
                 if locked:
                     fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            budget.lock.release()
         if not flushed:
             flushed = True
             if _release_cached(device_id, extent):

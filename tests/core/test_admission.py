@@ -343,3 +343,49 @@ def test_a_loaded_model_takes_from_the_shared_budget(sim, tmp_path):
         model.close()
         assert dev.mem_info()[0] == free_before
     assert _hangs(sim) == []
+
+
+def test_a_lock_held_too_long_by_another_process_is_refused_not_waited_for(sim, monkeypatch):
+    monkeypatch.setattr(admission, "_LOCK_PATIENCE", 0.3)
+    with asf.Device(0) as dev:
+        dev.malloc(64).close()  # the lock file exists
+        path = os.path.join(slots.slot_dir(), "dev0.admission")
+        other = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # another open file description
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)  # as a process stuck in an admitted malloc
+            before = sim.call_counts().get("rt.malloc", 0)
+            start = time.monotonic()
+            with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+                dev.malloc(1000)
+            assert 0.25 <= time.monotonic() - start < 5
+            assert "another process's admitted allocation on device 0" in str(info.value)
+            assert sim.call_counts().get("rt.malloc", 0) == before
+        finally:
+            os.close(other)
+        dev.malloc(1000).close()  # the lock is free again
+    assert _hangs(sim) == []
+
+
+def test_a_thread_stuck_in_an_admitted_call_does_not_hang_the_others(sim, monkeypatch):
+    monkeypatch.setattr(admission, "_LOCK_PATIENCE", 0.3)
+    real_malloc = sim.acl_module().rt.malloc
+    inside = threading.Event()
+
+    def stuck_malloc(size: int, kind: int) -> tuple[int, int]:
+        if size == 1234:
+            inside.set()
+            time.sleep(1.5)
+        return real_malloc(size, kind)
+
+    monkeypatch.setitem(_backend._functions, "rt.malloc", stuck_malloc)
+    with asf.Device(0) as dev:
+        got: list[asf.DeviceMemory] = []
+        slow = threading.Thread(target=lambda: got.append(dev.malloc(1234)))
+        slow.start()
+        assert inside.wait(10)
+        with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+            dev.malloc(1000)
+        assert "another thread's admitted allocation on device 0" in str(info.value)
+        slow.join(10)
+        got[0].close()
+    assert _hangs(sim) == []
