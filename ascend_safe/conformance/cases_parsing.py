@@ -457,7 +457,7 @@ def _dts_overflow(p: Probe) -> Any:
 @case(
     "args.no_parse_ignores_arguments",
     "arg-parsing",
-    expect=["(int, ret=0)", "(int, int, int, ret=0)", "(int, ret=0)", "int", "int"],
+    expect=["accepted"] * 5,
     evidence="python/pyACL rt/rt_device.cpp, py_init_acl.cpp, rt/rt_synchronize.cpp, "
     "mdl/mdl_wrap.cpp, media/media_common.cpp: functions with no argument (get_device_count, "
     "get_version, create_event, mdl.create_desc, media.dvpp_create_pic_desc) never call "
@@ -476,7 +476,7 @@ def _no_parse(p: Probe) -> Any:
         handle = result[0] if type(result) is tuple and result[-1] == 0 else result
         if destroy is not None and type(handle) is int and handle:
             p.defer(destroy, handle)
-        out.append(shape(result, bare=type(result) is int))
+        out.append("accepted")
 
     call("rt.get_device_count")
     call("get_version")

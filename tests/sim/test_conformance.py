@@ -17,11 +17,7 @@ from ascend_safe import conformance, sim
 
 #: Cases the simulator does not pass yet, each waiting for a simulator fix (pyACL's source is
 #: the reference). Strict: when the fix lands the test turns red; remove the entry then.
-PENDING_SIMULATOR_FIXES: dict[str, str] = {
-    "descriptors.op.attr.shapes": "acl.op.destroy_attr returns None (aclopDestroyAttr is void)",
-    "get_cann_version.unknown_package": "a failed get_cann_version returns a dict of empty strings",
-    "args.no_parse_ignores_arguments": "functions that parse nothing ignore extra arguments",
-}
+PENDING_SIMULATOR_FIXES: dict[str, str] = {}
 
 
 def _kit_params() -> list[object]:
