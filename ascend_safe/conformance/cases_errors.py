@@ -457,3 +457,98 @@ def _buffer_twice(p: Probe) -> Any:
     if first != 0:
         p.defer(acl.destroy_data_buffer, buf)
     return [first, acl.destroy_data_buffer(buf)]
+
+
+# ------------------------------------------------------------------ more source-checked codes
+
+
+@case(
+    "rt.wrong_context.events_and_query",
+    "error-codes",
+    expect=[107003, 107003, 0, 0],
+    evidence="src/runtime/api/impl/api_impl.cc: reset_event and stream_wait_event with a "
+    "stream of another context -> RT_ERROR_STREAM_CONTEXT (107003); StreamQuery has no "
+    "context check; stream 0 is the current context's default stream, always accepted",
+)
+def _wrong_context_events(p: Probe) -> Any:
+    rt = p.acl.rt
+    first = p.context()
+    stream = p.stream()  # belongs to `first`
+    p.defer(rt.set_context, first)
+    event = p.event(0x1)  # SYNC: has a wait task, so reset/wait reach the context check
+    p.context()  # a second context is now current
+    dev = p.malloc(256)
+    host = p.malloc_host(256)
+    p.defer(rt.synchronize_stream, 0)
+    return [
+        rt.reset_event(event, stream),
+        rt.stream_wait_event(stream, event),
+        rt.stream_query(stream)[-1],
+        rt.memcpy_async(dev, 256, host, 256, HOST_TO_DEVICE, 0),
+    ]
+
+
+@case(
+    "rt.set_context.destroyed",
+    "error-codes",
+    expect=[0, 107000],
+    isolated=True,
+    evidence=API_ERROR + "ContextSetCurrent: CHECK_CONTEXT_VALID_WITH_RETURN, a context that "
+    "is not live -> RT_ERROR_INVALID_VALUE (107000)",
+)
+def _set_destroyed_context(p: Probe) -> Any:
+    rt = p.acl.rt
+    previous = p.current_context()
+    p.defer(rt.set_context, previous)
+    ctx = p.ok("rt.create_context", p.device)
+    first = rt.destroy_context(ctx)
+    if first != 0:
+        p.defer(rt.destroy_context, ctx)
+    return [first, rt.set_context(ctx)]
+
+
+@case(
+    "rt.count_over_max.memcpy_async_and_memset",
+    "error-codes",
+    expect=[107000, 107000],
+    evidence=API_ERROR + "MemcpyAsync and MemSetSync: cnt > destMax -> RT_ERROR_INVALID_VALUE "
+    "(107000)",
+)
+def _count_over_max(p: Probe) -> Any:
+    rt = p.acl.rt
+    dev = p.malloc(64)
+    host = p.malloc_host(64)
+    p.defer(rt.synchronize_stream, 0)
+    return [rt.memcpy_async(dev, 32, host, 64, HOST_TO_DEVICE, 0), rt.memset(dev, 32, 0, 64)]
+
+
+@case(
+    "rt.malloc_align32.size_overflow",
+    "error-codes",
+    expect=[0, 100000],
+    evidence=ACL_MEMORY + "aclrtMallocAlign32 -> aclMallocMemInner -> GetAlignedAndPaddingSize: "
+    "a size whose rounding up to 32 overflows size_t -> ACL_ERROR_INVALID_PARAM",
+)
+def _align32_overflow(p: Probe) -> Any:
+    ptr, ret = p.acl.rt.malloc_align32((1 << 64) - 16, 0)
+    if ret == 0:
+        p.defer(p.acl.rt.free, ptr)
+    return [ptr if ret != 0 else "ptr", ret]
+
+
+@case(
+    "rt.calls_before_init.accepted",
+    "init",
+    expect=[0, 0, 0],
+    phase="bare",
+    evidence="src/acl/aclrt_impl/*.cpp: no runtime entry point checks acl.init (only the dump "
+    "functions return ACL_ERROR_UNINITIALIZE); the docs require acl.init first",
+)
+def _before_init(p: Probe) -> Any:
+    rt = p.acl.rt
+    set_ret = rt.set_device(p.device)
+    if set_ret == 0:
+        p.defer(rt.reset_device, p.device)
+    ptr, malloc_ret = rt.malloc(64, 0)
+    free_ret = rt.free(ptr) if malloc_ret == 0 else None
+    return [set_ret, malloc_ret, free_ret]
