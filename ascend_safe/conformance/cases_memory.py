@@ -195,3 +195,23 @@ def _rc_ptr_to_bytes(p: Probe) -> Any:
 def _null_ptr_to_bytes(p: Probe) -> Any:
     data = p.acl.util.ptr_to_bytes(0, 16)
     return [type(data).__name__, len(data)]
+
+
+@case(
+    "util.ptr_to_numpy.device_memory_in_rc_mode",
+    "memory",
+    expect=[66, 66, 66, 66],
+    evidence="python/pyACL util/numpy_convert.cpp: ptr_to_numpy wraps the address in an array "
+    "without copying; in RC mode (run mode 0) device memory is the host's",
+)
+def _rc_ptr_to_numpy(p: Probe) -> Any:
+    run_mode = p.ok("rt.get_run_mode")
+    if run_mode != 0:
+        raise NotApplicable("host mode: a device address is not readable from the host")
+    try:
+        import numpy  # noqa: F401  (ptr_to_numpy returns a numpy array)
+    except ImportError:
+        raise NotApplicable("numpy is not installed") from None
+    dev = p.malloc(64)
+    p.ok("rt.memset", dev, 64, 0x42, 64)
+    return [int(v) for v in p.acl.util.ptr_to_numpy(dev, (4,), 2)]  # NPY_UBYTE

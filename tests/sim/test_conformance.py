@@ -23,6 +23,7 @@ PENDING_SIMULATOR_FIXES: dict[str, str] = {}
 #: lacks: the options of a simulated machine that has it (they are not applicable otherwise).
 MACHINE_OPTIONS: dict[str, dict[str, object]] = {
     "util.ptr_to_bytes.device_memory_in_rc_mode": {"run_mode": 0},
+    "util.ptr_to_numpy.device_memory_in_rc_mode": {"run_mode": 0},
 }
 
 
