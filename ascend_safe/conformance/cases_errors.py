@@ -552,3 +552,40 @@ def _before_init(p: Probe) -> Any:
     ptr, malloc_ret = rt.malloc(64, 0)
     free_ret = rt.free(ptr) if malloc_ret == 0 else None
     return [set_ret, malloc_ret, free_ret]
+
+
+@case(
+    "rt.set_device.negative_id",
+    "error-codes",
+    expect=[107001, 107001],
+    evidence=API_ERROR + "SetDevice: ChgUserDevIdToDeviceId of the id cast to uint32 fails, "
+    "or the driver id is < 0 -> RT_ERROR_DEVICE_ID (ACL_ERROR_RT_INVALID_DEVICEID, 107001)",
+)
+def _negative_device(p: Probe) -> Any:
+    rt = p.acl.rt
+    out = []
+    for device in (-1, -(1 << 31)):
+        ret = rt.set_device(device)
+        if ret == 0:
+            p.defer(rt.reset_device, device)
+        out.append(ret)
+    return out
+
+
+@case(
+    "rt.memcpy.kind_inner_inter_device",
+    "error-codes",
+    expect=[100000, 100000, 100000],
+    evidence=ACL_MEMORY + "MemcpyKindTranslate accepts HOST_TO_HOST .. HOST_TO_BUF_TO_DEVICE "
+    "(0..5) only: ACL_MEMCPY_INNER_DEVICE_TO_DEVICE (6) and INTER_DEVICE_TO_DEVICE (7) -> "
+    "ACL_ERROR_INVALID_PARAM in memcpy and memcpy_async",
+)
+def _kind_inner_inter(p: Probe) -> Any:
+    rt = p.acl.rt
+    dst, src = p.malloc(64), p.malloc(64)
+    p.defer(rt.synchronize_stream, 0)
+    return [
+        rt.memcpy(dst, 64, src, 64, 6),
+        rt.memcpy(dst, 64, src, 64, 7),
+        rt.memcpy_async(dst, 64, src, 64, 6, 0),
+    ]

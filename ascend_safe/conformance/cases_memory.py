@@ -215,3 +215,18 @@ def _rc_ptr_to_numpy(p: Probe) -> Any:
     dev = p.malloc(64)
     p.ok("rt.memset", dev, 64, 0x42, 64)
     return [int(v) for v in p.acl.util.ptr_to_numpy(dev, (4,), 2)]  # NPY_UBYTE
+
+
+@case(
+    "media.dvpp_malloc.extent_rounded_to_32",
+    "memory",
+    expect=[0, True],
+    evidence="src/runtime/api/impl/api_impl.cc DevDvppMalloc: the size is rounded up to 32 "
+    "(no padding): dvpp_malloc(100) spans 128 bytes",
+)
+def _dvpp_extent(p: Probe) -> Any:
+    ptr: int = p.ok("media.dvpp_malloc", 100)
+    p.defer(p.acl.media.dvpp_free, ptr)
+    data = bytes(range(128))
+    ret = p.acl.rt.memcpy(ptr, 128, p.pageable(data), 128, HOST_TO_DEVICE)
+    return [ret, ret == 0 and p.read_device(ptr, 128) == data]

@@ -24,6 +24,7 @@ PENDING_SIMULATOR_FIXES: dict[str, str] = {}
 MACHINE_OPTIONS: dict[str, dict[str, object]] = {
     "util.ptr_to_bytes.device_memory_in_rc_mode": {"run_mode": 0},
     "util.ptr_to_numpy.device_memory_in_rc_mode": {"run_mode": 0},
+    "rt.memcpy_async.rc_pageable_copied_at_call": {"run_mode": 0},
 }
 
 

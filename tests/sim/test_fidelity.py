@@ -280,6 +280,77 @@ def test_elapsed_time_is_a_c_float(assert_case: AssertCase, acl: types.ModuleTyp
     assert acl.rt.reset_device(0) == 0 and acl.finalize() == 0
 
 
+# ----------------------------------------------------------------------------- 12. audit
+
+
+def test_memcpy_async_pageable_in_rc_mode_is_synchronous(assert_case: AssertCase) -> None:
+    # JudgeIsInvolvePageableMemory does not look at the run mode; only the kind decides
+    assert_case("rt.memcpy_async.rc_pageable_copied_at_call", run_mode=0, async_delay=0.05)
+    details = _details("documented_restriction")
+    assert details and all("malloc_host" in d for d in details)
+
+
+def test_memcpy_async_host_to_host_kind_in_rc_mode_is_queued(device: types.ModuleType) -> None:
+    acl = device
+    sim.configure(run_mode=0)
+    dev, _ = acl.rt.malloc(64, 0)
+    src = (ctypes.c_char * 128)()
+    address = (ctypes.addressof(src) + 63) // 64 * 64
+    ctypes.memset(address, 0x11, 64)
+    with sim.hold_streams():
+        assert acl.rt.memcpy_async(dev, 64, address, 64, 0, 0) == 0  # kind HOST_TO_HOST
+        assert acl.rt.stream_query(0) == (1, 0)  # queued, not copied at the call
+    assert acl.rt.synchronize_stream(0) == 0
+    assert acl.util.ptr_to_bytes(dev, 64) == b"\x11" * 64
+    assert sim.violations() == []
+    assert acl.rt.free(dev) == 0
+
+
+def test_dvpp_malloc_rounds_to_32_without_padding(
+    assert_case: AssertCase, acl: types.ModuleType
+) -> None:
+    assert_case("media.dvpp_malloc.extent_rounded_to_32")
+    sim.clear_violations()
+    assert acl.init() == 0 and acl.rt.set_device(0) == 0
+    free_before = acl.rt.get_mem_info(1)[0]
+    ptr, _ = acl.media.dvpp_malloc(100)
+    assert acl.rt.get_mem_info(1)[0] == free_before - 128
+    data = bytes(129)
+    assert acl.rt.memcpy(ptr, 129, acl.util.bytes_to_ptr(data), 129, 1) == 107000
+    assert _kinds() == ["out_of_bounds"]
+    sim.clear_violations()
+    assert acl.media.dvpp_free(ptr) == 0
+    assert acl.rt.reset_device(0) == 0 and acl.finalize() == 0
+
+
+def test_event_elapsed_time_flags(assert_case: AssertCase) -> None:
+    assert_case("rt.event_elapsed_time.without_time_line_flag")
+    assert_case("rt.event_elapsed_time.external_or_ipc")
+    assert sim.violations() == []
+
+
+def test_set_device_negative_id(assert_case: AssertCase) -> None:
+    assert_case("rt.set_device.negative_id")
+
+
+def test_memcpy_kinds_inner_and_inter_device_are_invalid(assert_case: AssertCase) -> None:
+    assert_case("rt.memcpy.kind_inner_inter_device")
+    assert_case("rt.memcpy.kind_out_of_range")
+
+
+def test_destroy_stream_without_a_current_context(device: types.ModuleType) -> None:
+    # api_impl.cc StreamDestroy: CHECK_CONTEXT_VALID_WITH_RETURN before the stream's context
+    acl = device
+    stream, _ = acl.rt.create_stream()
+    codes: list[int] = []
+    for destroy in (acl.rt.destroy_stream, acl.rt.destroy_stream_force):
+        worker = threading.Thread(target=lambda d=destroy: codes.append(d(stream)))
+        worker.start()
+        worker.join(5.0)
+    assert codes == [107002, 107002]
+    assert acl.rt.destroy_stream(stream) == 0
+
+
 def test_free_with_pending_copy_races_instead_of_cancelling(device: types.ModuleType) -> None:
     acl = device
     dev, _ = acl.rt.malloc(64, 0)
