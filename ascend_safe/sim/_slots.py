@@ -90,7 +90,7 @@ def open_dir(path: str, parent_fd: Optional[int] = None) -> int:
                 pass
         fd = os.open(path, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST):
             reason = "is a symbolic link or not a directory"
             raise MachineError(exc.errno, _unsafe(shown, reason)) from None
         raise MachineError(

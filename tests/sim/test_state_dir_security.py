@@ -43,6 +43,7 @@ def _set_device_error(acl: types.ModuleType) -> str:
         assert acl.finalize() == 0
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="lists descriptors in /proc")
 def test_made_private_and_every_descriptor_is_checked_and_close_on_exec(
     state: Path, device: types.ModuleType
 ) -> None:
@@ -78,6 +79,16 @@ def test_symlink_at_the_directory_name_is_refused(tmp_path: Path, acl: types.Mod
     message = _set_device_error(acl)
     assert "is a symbolic link" in message and "state_dir" in message
     assert list(victim.iterdir()) == []
+
+
+def test_dangling_symlink_at_the_directory_name_is_refused(
+    tmp_path: Path, acl: types.ModuleType
+) -> None:
+    link = tmp_path / "machine"
+    link.symlink_to(tmp_path / "not-yet")
+    sim.configure(state_dir=str(link))
+    assert "is a symbolic link" in _set_device_error(acl)
+    assert not (tmp_path / "not-yet").exists()
 
 
 @as_root
