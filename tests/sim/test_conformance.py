@@ -319,3 +319,16 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         sim.reset()
     monkeypatch.delenv("ASCEND_SAFE_SIM_DEVICE_COUNT")
     sim.reset()
+
+
+def test_failure_dicts_are_fresh_objects(device: types.ModuleType) -> None:
+    """pyACL builds a new dict for every call (PyDict_New): a failure's dict is not shared."""
+    acl = device
+    first, ret = acl.mdl.get_input_dims(0, 0)
+    assert ret != 0 and first == {}
+    first["name"] = "changed by the caller"
+    assert acl.mdl.get_input_dims(0, 0)[0] == {}
+    version, ret = acl.get_cann_version(99)
+    assert ret == 100000
+    version["version"] = "changed"
+    assert acl.get_cann_version(99)[0]["version"] == ""
