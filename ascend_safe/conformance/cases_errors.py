@@ -557,9 +557,10 @@ def _before_init(p: Probe) -> Any:
 @case(
     "rt.set_device.negative_id",
     "error-codes",
-    expect=[107001, 107001],
-    evidence=API_ERROR + "SetDevice: ChgUserDevIdToDeviceId of the id cast to uint32 fails, "
-    "or the driver id is < 0 -> RT_ERROR_DEVICE_ID (ACL_ERROR_RT_INVALID_DEVICEID, 107001)",
+    expect=[107001, 107001, 107001, 107001],
+    evidence=API_ERROR + "SetDevice and DeviceReset: ChgUserDevIdToDeviceId of the id cast to "
+    "uint32 fails, or the driver id is < 0 -> RT_ERROR_DEVICE_ID "
+    "(ACL_ERROR_RT_INVALID_DEVICEID, 107001)",
 )
 def _negative_device(p: Probe) -> Any:
     rt = p.acl.rt
@@ -569,6 +570,8 @@ def _negative_device(p: Probe) -> Any:
         if ret == 0:
             p.defer(rt.reset_device, device)
         out.append(ret)
+    out.append(rt.reset_device(-1))
+    out.append(rt.reset_device_force(-1))
     return out
 
 
