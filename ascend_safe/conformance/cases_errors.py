@@ -7,6 +7,7 @@ dangling runtime pointer, and a crash must cost only that case.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from ._case import HOST_TO_DEVICE, Probe, case
@@ -592,3 +593,35 @@ def _kind_inner_inter(p: Probe) -> Any:
         rt.memcpy(dst, 64, src, 64, 7),
         rt.memcpy_async(dst, 64, src, 64, 6, 0),
     ]
+
+
+@case(
+    "rt.destroy_stream.thread_without_context",
+    "error-codes",
+    expect=[107002, 107002],
+    evidence="src/runtime/api/impl/api_impl.cc StreamDestroy: CHECK_CONTEXT_VALID_WITH_RETURN "
+    "(RT_ERROR_CONTEXT_NULL, 107002) before the stream's context is compared; "
+    "destroy_stream_force goes through the same StreamDestroy (flag = force)",
+)
+def _destroy_stream_no_context(p: Probe) -> Any:
+    rt = p.acl.rt
+    stream = p.ok("rt.create_stream")
+    codes: list[Any] = []
+    # destroyed at the end in this thread, unless a call below already did it
+    p.defer(lambda: 0 in codes or (rt.synchronize_stream(stream), rt.destroy_stream(stream)))
+
+    def destroy_in_a_new_thread(destroy: Any) -> None:
+        def work() -> None:
+            try:
+                codes.append(destroy(stream))
+            except Exception as exc:  # reported as the observation
+                codes.append(f"{type(exc).__name__}: {exc}")
+
+        worker = threading.Thread(target=work, name="kit-no-context")
+        worker.start()
+        worker.join(30.0)
+
+    destroy_in_a_new_thread(rt.destroy_stream)
+    if 0 not in codes:
+        destroy_in_a_new_thread(rt.destroy_stream_force)
+    return codes
