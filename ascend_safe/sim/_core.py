@@ -197,7 +197,7 @@ class Core:
         if path:
             line = json.dumps(dataclasses.asdict(item)) + "\n"
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 try:
                     os.write(fd, line.encode())
                 finally:
