@@ -407,6 +407,10 @@ class Core:
         self.violate("foreign_handle", f"0x{handle:x} is not a {kind} the simulator created")
         raise Fail(code, f"0x{handle:x} is not a valid {kind} handle")
 
+    def _drop_device_work(self, device: int) -> None:
+        """The device is gone (lost in a sleep): its queued work will never run. Domains that
+        queue work drop it (the driver discards a lost device's task queues)."""
+
     def hold(self) -> None:
         with self.lock:
             self.holds += 1

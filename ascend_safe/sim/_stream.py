@@ -39,6 +39,11 @@ class StreamDomain(Core):
             stream.cond = threading.Condition(threading.Lock())
             stream.worker = None
 
+    def _drop_device_work(self, device: int) -> None:
+        super()._drop_device_work(device)
+        for stream in [s for s in self.all_streams if s.device == device]:
+            self._cancel_stream(stream)
+
     def _stream(self, handle: int) -> Stream:
         """The stream for *handle*; 0 is the current context's default stream."""
         if handle == 0:
