@@ -42,3 +42,24 @@ def coordinator_state() -> str:
     """The state of this pool worker's coordinator (a plain function: not gated)."""
     coordinator = asf.SuspendCoordinator.active()
     return "none" if coordinator is None else coordinator.state
+
+
+def fail_next_resume(message: str) -> int:
+    """Register a resume callback in this pool worker that fails once (a plain function)."""
+    coordinator = asf.SuspendCoordinator.active()
+    assert coordinator is not None
+    failures = [message]
+
+    def reload() -> None:
+        if failures:
+            raise RuntimeError(failures.pop())
+
+    coordinator.on_resume(reload)
+    return os.getpid()
+
+
+def meet(barrier) -> int:  # type: ignore[no-untyped-def]
+    """Hold one call in every worker at once (proves each worker got one), then open the
+    worker's device session."""
+    barrier.wait(60)
+    return hold_device()
