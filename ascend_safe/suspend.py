@@ -389,7 +389,10 @@ class SuspendCoordinator:
         """
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("listen_signals() must be called from the main thread")
-        suspend, resume = signal.Signals(suspend), signal.Signals(resume)
+        suspend, resume = int(suspend), int(resume)
+        for signum in (suspend, resume):
+            if signum not in signal.valid_signals() or signum in (signal.SIGKILL, signal.SIGSTOP):
+                raise ValueError(f"{signum} is not a signal a handler can be set for")
         if suspend == resume:
             raise ValueError("the suspend and resume signals must differ")
         if self._signals:
