@@ -93,6 +93,9 @@ class LogindListener:
         self._error: BaseException | None = None
         self._pending: list[Any] = []
         self._thread = threading.Thread(target=self._run, name="ascend_safe-logind", daemon=True)
+        #: logind's ``InhibitDelayMaxUSec`` in seconds, once connected (None if unknown): how
+        #: long logind waits for the inhibitor before it sleeps anyway.
+        self.max_delay: float | None = None
         #: Signals ignored because they did not come from logind's own connection.
         self.ignored = 0
         #: Sleeps handled (the inhibitor was released after each).
@@ -167,7 +170,19 @@ class LogindListener:
         owners.add_arg_condition(0, LOGIND)
         self._call(bus.AddMatch(owners))
         self._owner = str(self._call(bus.GetNameOwner(LOGIND))[0])
+        self.max_delay = self._inhibit_delay_max()
         self._take_inhibitor()
+
+    def _inhibit_delay_max(self) -> float | None:
+        """logind's ``InhibitDelayMaxUSec`` in seconds (None if it does not say)."""
+        jeepney = self._jeepney
+        manager = jeepney.DBusAddress(_PATH, bus_name=LOGIND, interface=_MANAGER)
+        try:
+            value = self._call(jeepney.Properties(manager).get("InhibitDelayMaxUSec"))[0]
+        except Exception:
+            return None
+        _signature, usec = value
+        return int(usec) / 1e6 if isinstance(usec, int) and usec > 0 else None
 
     def _close(self) -> None:
         self._release_inhibitor()

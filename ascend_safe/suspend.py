@@ -65,6 +65,9 @@ _RUNNING, _DRAINING, _SUSPENDED, _RESUMING, _FAILED, _CLOSED = (
     "closed",
 )
 
+#: systemd's default ``InhibitDelayMaxSec``.
+_LOGIND_DEFAULT_DELAY = 5.0
+
 _log = logging.getLogger("ascend_safe")
 _active_lock = threading.Lock()
 
@@ -366,7 +369,7 @@ class SuspendCoordinator:
         if self._logind is not None:
             raise RuntimeError(f"{self!r} already listens to logind")
         listener = LogindListener(
-            self._suspend_quietly, self._resume_quietly, bus=bus, who=who, why=why
+            self._suspend_for_logind, self._resume_quietly, bus=bus, who=who, why=why
         )
         listener.start()
         self._logind = listener
@@ -423,9 +426,17 @@ class SuspendCoordinator:
             else:
                 self._resume_quietly()
 
-    def _suspend_quietly(self) -> None:
+    def _suspend_for_logind(self) -> None:
+        """logind sleeps anyway once its ``InhibitDelayMaxUSec`` passes: drain for at most
+        half of it (of the default 5 s when unknown), leaving the rest for the release."""
+        listener = self._logind
+        delay = listener.max_delay if listener is not None else None
+        limit = (delay or _LOGIND_DEFAULT_DELAY) / 2
+        self._suspend_quietly(min(self._drain_timeout, limit))
+
+    def _suspend_quietly(self, timeout: float | None = None) -> None:
         try:
-            self.suspend()
+            self.suspend(timeout)
         except Exception as exc:
             _log.error("ascend_safe: suspend failed: %s", exc)
 

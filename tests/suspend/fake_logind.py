@@ -20,12 +20,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from jeepney import DBusAddress, HeaderFields, MatchRule, message_bus, new_method_return, new_signal
+from jeepney import (
+    DBusAddress,
+    HeaderFields,
+    MatchRule,
+    message_bus,
+    new_error,
+    new_method_return,
+    new_signal,
+)
 from jeepney.io.threading import DBusRouter, Proxy, open_dbus_connection
 
 LOGIND = "org.freedesktop.login1"
 PATH = "/org/freedesktop/login1"
 MANAGER = "org.freedesktop.login1.Manager"
+PROPERTIES = "org.freedesktop.DBus.Properties"
 
 _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -119,6 +128,8 @@ class FakeLogind:
         self._calls: queue.Queue[Any] = queue.Queue()
         rule = MatchRule(type="method_call", interface=MANAGER, member="Inhibit")
         self._filter = self._router.filter(rule, queue=self._calls)
+        rule = MatchRule(type="method_call", interface=PROPERTIES, member="Get", path=PATH)
+        self._properties = self._router.filter(rule, queue=self._calls)
         self._lock = threading.Lock()
         self.inhibitors: list[Inhibitor] = []
         self.inhibit_calls = 0
@@ -136,6 +147,9 @@ class FakeLogind:
                 msg = self._calls.get(timeout=0.1)
             except queue.Empty:
                 continue
+            if msg.header.fields.get(HeaderFields.member) == "Get":
+                self._answer_property(msg)
+                continue
             what, _who, _why, mode = msg.body
             assert (what, mode) == ("sleep", "delay"), msg.body
             read_fd, write_fd = os.pipe()
@@ -148,6 +162,15 @@ class FakeLogind:
                 self.inhibitors.append(
                     Inhibitor(str(msg.header.fields[HeaderFields.sender]), read_fd)
                 )
+
+    def _answer_property(self, msg: Any) -> None:
+        interface, name = msg.body
+        if (interface, name) == (MANAGER, "InhibitDelayMaxUSec"):
+            self._router.send(new_method_return(msg, "v", (("t", int(self.delay * 1e6)),)))
+        else:
+            self._router.send(
+                new_error(msg, "org.freedesktop.DBus.Error.UnknownProperty", "s", (name,))
+            )
 
     def held(self) -> int:
         """Inhibitors not released yet (a pipe whose write end is still open somewhere)."""
@@ -205,6 +228,7 @@ class FakeLogind:
         self._stop.set()
         self._thread.join(10)
         self._filter.close()
+        self._properties.close()
         self._router.close()
         self._conn.close()
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
+import threading
 import time
 import types
 import warnings
@@ -86,6 +87,7 @@ def test_sleep_and_wake_through_logind(sim: types.ModuleType, bus: str, logind: 
         coordinator.on_resume(lambda: dev.append(asf.Device(0)))
         coordinator.listen_logind(bus=bus, who="test service")
         assert fake.wait_held(1)  # type: ignore[attr-defined]
+        assert coordinator.logind is not None and coordinator.logind.max_delay == 5.0
         report = fake.sleep()  # type: ignore[attr-defined]
         assert (report.inhibitors, report.released_in_time) == (1, 1)
         # the inhibitor is released only once everything is: the machine may sleep now
@@ -185,6 +187,48 @@ def test_cycles_under_concurrent_work_through_logind(
     assert fake.inhibit_calls == CYCLES + 1  # type: ignore[attr-defined]
     assert coordinator.suspends == CYCLES
     assert coordinator.cancelled_units == 0
+    assert kinds(sim) == []
+
+
+def test_units_still_running_at_logind_delay_are_cancelled(
+    sim: types.ModuleType, bus: str, logind: object
+) -> None:
+    """logind sleeps anyway after its delay: the drain is cut to half of it, then the unit
+    still running is cancelled, so the inhibitor is released in time with nothing in flight."""
+    fake = logind
+    fake.delay = 1.0  # type: ignore[attr-defined]
+    release = threading.Event()
+    in_unit = threading.Event()
+    outcome: list[BaseException] = []
+    with asf.SuspendCoordinator(drain_timeout=30) as coordinator:
+        coordinator.listen_logind(bus=bus)
+        assert fake.wait_held(1)  # type: ignore[attr-defined]
+        dev = asf.Device(0)
+
+        def stuck() -> None:
+            try:
+                with coordinator.work(), dev.stream() as stream:
+                    mem = dev.malloc(64)
+                    mem.copy_from(b"z" * 64, stream=stream)
+                    in_unit.set()
+                    release.wait(30)
+                    stream.synchronize()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=stuck)
+        t.start()
+        in_unit.wait(10)
+        report = fake.sleep()  # type: ignore[attr-defined]
+        assert report.released_in_time == 1 and report.waited < 1.0
+        assert coordinator.state == "suspended" and coordinator.cancelled_units == 1
+        assert sim.live_handles() == {}
+        sim.hibernate()
+        release.set()
+        t.join(10)
+        fake.wake()  # type: ignore[attr-defined]
+        assert wait_for(lambda: coordinator.state == "running")
+    assert [type(e) for e in outcome] == [asf.WorkCancelledError]
     assert kinds(sim) == []
 
 
