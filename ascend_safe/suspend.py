@@ -25,6 +25,7 @@ import contextlib
 import functools
 import hmac
 import logging
+import multiprocessing
 import os
 import queue
 import secrets
@@ -253,6 +254,7 @@ class SuspendCoordinator:
                 self._state = _DRAINING
             links = _links.snapshot()
             for link in links:
+                link.set_suspended(True)  # before send_all: see _join_pool
                 link.send_all(f"suspend {drain!r}")
             try:
                 self._drain_and_release(drain)
@@ -265,6 +267,12 @@ class SuspendCoordinator:
                 self.suspends += 1
             for problem in problems:
                 _log.error("ascend_safe suspend: %s", problem)
+
+    def _close_gate(self) -> None:
+        """Suspended before any device work started here (a pool worker born in a sleep)."""
+        with self._cond:
+            if self._state == _RUNNING and not self._units:
+                self._state = _SUSPENDED
 
     def _drain_and_release(self, drain: float) -> None:
         deadline = time.monotonic() + drain
@@ -346,6 +354,8 @@ class SuspendCoordinator:
                 if error is exc:
                     raise
                 raise error from exc
+            for link in links:
+                link.set_suspended(False)
             with self._cond:
                 self._state = _RUNNING
                 self._cond.notify_all()
@@ -535,6 +545,12 @@ class _WorkerLink:
         self._server.bind(self.address)
         self._server.listen(128)
         self._server.setblocking(False)
+        #: Shared with the workers: set while the parent is suspended (a worker that starts
+        #: then keeps its gate closed until the resume).
+        active = _active.coordinator
+        self.suspended: Any = multiprocessing.get_context("spawn").RawValue(
+            "b", active is not None and active.state != _RUNNING
+        )
         self._peers: dict[int, tuple[socket.socket, Any]] = {}  # pid -> (socket, reader)
         self._sent: list[int] = []
         self._lock = threading.Lock()
@@ -564,6 +580,9 @@ class _WorkerLink:
             else:
                 reader.close()
                 conn.close()
+
+    def set_suspended(self, suspended: bool) -> None:
+        self.suspended.value = suspended
 
     def send_all(self, line: str) -> None:
         with self._lock:
@@ -656,6 +675,14 @@ _links = _Links()
 _process.on_fork_child(_links.forget)
 
 
+def _forget_coordinator() -> None:
+    """In a forked child: the parent's coordinator (its threads, its locks) is not here."""
+    _active.coordinator = None
+
+
+_process.on_fork_child(_forget_coordinator)
+
+
 def _new_pool_link() -> tuple[Callable[[Any], None], Any, Callable[[object], None]]:
     link = _WorkerLink()
     _links.add(link)
@@ -663,15 +690,21 @@ def _new_pool_link() -> tuple[Callable[[Any], None], Any, Callable[[object], Non
     def attach(pool: object) -> None:
         weakref.finalize(pool, link.close)
 
-    return _join_pool, (link.address, link.token), attach
+    return _join_pool, (link.address, link.token, link.suspended), attach
 
 
 workers.hooks.pool_link = _new_pool_link
 
 
-def _join_pool(arg: tuple[str, str]) -> None:
-    """In a pool worker process: connect to the parent and serve its suspend and resume."""
-    address, token = arg
+def _join_pool(arg: tuple[str, str, Any]) -> None:
+    """In a pool worker process: connect to the parent and serve its suspend and resume.
+
+    A worker that starts while the parent is suspended keeps its gate closed until the resume:
+    the parent sets the shared flag before it accepts connections, and the worker connects
+    before it reads the flag, so either the flag is seen set or the parent's suspend reaches
+    the worker (or both: a second suspend does nothing).
+    """
+    address, token, suspended = arg
     coordinator = _active.coordinator or SuspendCoordinator()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
@@ -681,6 +714,8 @@ def _join_pool(arg: tuple[str, str]) -> None:
         conn.close()
         _log.warning("ascend_safe pool worker: no suspend link to the parent: %s", exc)
         return
+    if suspended.value:
+        coordinator._close_gate()
     threading.Thread(
         target=functools.partial(_serve_parent, conn, coordinator),
         name="ascend_safe-suspend-link",

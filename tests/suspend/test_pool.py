@@ -84,3 +84,30 @@ def test_cycles_under_concurrent_work(
     assert coordinator.cancelled_units == 0
     assert coordinator.suspends == CYCLES
     assert kinds(sim) == []
+
+
+def test_pool_started_during_the_sleep_waits_for_the_resume(sim: types.ModuleType) -> None:
+    with asf.SuspendCoordinator() as coordinator:
+        coordinator.suspend()
+        with asf.worker_pool(workers=1) as late_pool:
+            states = late_pool.submit(suspend_tasks.coordinator_state).result(60)
+            assert states == "suspended"  # its worker started with the gate closed
+            pending = late_pool.submit(suspend_tasks.pool_unit, 3, os.devnull)
+            sim.hibernate()
+            assert kinds(sim) == []  # the waiting unit has not opened the device
+            assert not pending.done()
+            coordinator.resume()
+            assert pending.result(60)[0] == 3
+
+
+def test_multiprocessing_pool_takes_part(sim: types.ModuleType) -> None:
+    with asf.SuspendCoordinator() as coordinator, asf.worker_mp_pool(workers=1) as mp_pool:
+        assert mp_pool.apply(suspend_tasks.hold_device) == 0
+        sim.hibernate()
+        assert kinds(sim) == ["hibernate_with_active_device"]  # without a suspend
+        sim.clear_violations()
+        coordinator.suspend()
+        sim.hibernate()
+        assert kinds(sim) == []
+        coordinator.resume()
+        assert mp_pool.apply(suspend_tasks.pool_unit, (4, os.devnull))[0] == 4
