@@ -113,6 +113,8 @@ def release_everything(when: str, *, finalize: bool = True) -> list[_lifetime.Re
             ", ".join(repr(r) for r in stuck),
             when,
         )
+        if when == "at exit":
+            _init.initialized = False
         return stuck
     with _lock:
         if finalize and _init.owned and _init.initialized:

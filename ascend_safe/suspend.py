@@ -316,6 +316,7 @@ class SuspendCoordinator:
                 with self._cond:
                     callbacks = list(self._callbacks)
                 for callback in callbacks:
+                    self._local.depth = 1  # units inside a callback (a warm-up) pass through
                     try:
                         callback()
                     except Exception as exc:
@@ -324,6 +325,8 @@ class SuspendCoordinator:
                             f"resume callback {name} failed: {exc}; device work stays "
                             "suspended: fix the cause and call resume() again"
                         ) from exc
+                    finally:
+                        self._local.depth = 0
                 for link in links:
                     link.send_all("resume")
                 problems = [p for link in links for p in link.collect(_release_bound() * 3)]
@@ -351,8 +354,8 @@ class SuspendCoordinator:
                     self._state = _FAILED
                     self._error = error
                     self._cond.notify_all()
-                if error is exc:
-                    raise
+                if error is exc or not isinstance(exc, Exception):
+                    raise  # an interrupt stays an interrupt
                 raise error from exc
             for link in links:
                 link.set_suspended(False)

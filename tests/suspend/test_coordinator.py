@@ -267,6 +267,30 @@ def test_failing_resume_callback_keeps_the_gate_closed(sim: types.ModuleType) ->
     service.close()
 
 
+def test_resume_callback_may_run_a_warm_up_unit(sim: types.ModuleType) -> None:
+    service = Service()
+    warmed: list[int] = []
+    with asf.SuspendCoordinator() as coordinator:
+
+        @coordinator.on_resume
+        def reload() -> None:
+            service.load()
+            with coordinator.work():  # the gate is still closed, but this is the resume's own
+                service.unit(99)
+            warmed.append(worker_unit(5))  # an @asf.worker call too
+
+        service.load()
+        coordinator.suspend()
+        sim.hibernate()
+        coordinator.resume()
+        assert warmed == [5]
+        with pytest.raises(RuntimeError, match="inside a unit"), coordinator.work():
+            coordinator.resume()
+    asf.close_worker_sessions()
+    service.close()
+    assert kinds(sim) == []
+
+
 def test_decorator_and_nested_units(sim: types.ModuleType) -> None:
     calls: list[int] = []
     with asf.SuspendCoordinator() as coordinator:
