@@ -169,6 +169,7 @@ def test_cycles_under_concurrent_work_through_logind(
     tmp_path: pathlib.Path,
 ) -> None:
     fake = logind
+    fake.delay = 20.0  # type: ignore[attr-defined]  # a slow machine must not cancel units
     with asf.SuspendCoordinator(drain_timeout=30) as coordinator:
         work = Workload(coordinator, pool, str(tmp_path / "units.log"))
         coordinator.listen_logind(bus=bus)
@@ -183,6 +184,7 @@ def test_cycles_under_concurrent_work_through_logind(
             fake.wake()  # type: ignore[attr-defined]
             assert wait_for(lambda: coordinator.state == "running")
             assert fake.wait_held(1)  # type: ignore[attr-defined]
+            assert work.progressed(), work.errors
         work.stop()
     assert fake.inhibit_calls == CYCLES + 1  # type: ignore[attr-defined]
     assert coordinator.suspends == CYCLES

@@ -80,6 +80,7 @@ def test_cycles_under_concurrent_work(
             assert sim.live_handles() == {}
             sim.hibernate()  # machine-wide: a worker still holding the device is a violation
             coordinator.resume()
+            assert work.progressed(), work.errors
         work.stop()
     assert coordinator.cancelled_units == 0
     assert coordinator.suspends == CYCLES

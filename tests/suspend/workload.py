@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
@@ -31,6 +32,7 @@ class Workload:
         self.errors: list[BaseException] = []
         self._stop = threading.Event()
         self._devices: list[asf.Device] = []
+        self._seen = (0, 0)
         coordinator.on_resume(self._open_device)
         self._open_device()
         self._threads = [
@@ -69,6 +71,18 @@ class Workload:
                 i += 1
         except BaseException as exc:
             self.errors.append(exc)
+
+    def progressed(self, timeout: float = 30.0) -> bool:
+        """Wait until a local unit and a pool unit have finished since the last call, so every
+        suspend/resume cycle overlaps real work."""
+        deadline = time.monotonic() + timeout
+        local, pooled = self._seen
+        while len(self.local) <= local or len(self.results) <= pooled:
+            if time.monotonic() > deadline or self.errors:
+                return False
+            time.sleep(0.001)
+        self._seen = (len(self.local), len(self.results))
+        return True
 
     def stop(self) -> None:
         """Stop, close the local sessions and check: no error, no unit lost or doubled."""
