@@ -298,7 +298,9 @@ class SuspendCoordinator:
     def resume(self) -> None:
         """Initialise pyacl again, run the resume callbacks and reopen the gate.
 
-        If a callback fails (here or in a pool worker), everything is released again, the
+        Pool workers resume in two steps: all of them run their callbacks with their gates
+        still closed, and only when every one (and this process) succeeded are the gates
+        opened. If a callback fails, here or in a worker, everything is released again, every
         gate stays closed, waiting units get :class:`~ascend_safe.errors.SuspendError`, and
         this raises it; call ``resume()`` again once the cause is fixed. Doing it while
         running does nothing.
@@ -306,27 +308,10 @@ class SuspendCoordinator:
         if self._in_unit():
             raise RuntimeError("resume() called inside a unit of device work of the same thread")
         with self._transition:
-            with self._cond:
-                if self._state in (_RUNNING, _CLOSED):
-                    return
-                self._state = _RESUMING
+            if not self._prepare_resume():
+                return
             links = _links.snapshot()
             try:
-                _runtime.ensure_initialized()
-                with self._cond:
-                    callbacks = list(self._callbacks)
-                for callback in callbacks:
-                    self._local.depth = 1  # units inside a callback (a warm-up) pass through
-                    try:
-                        callback()
-                    except Exception as exc:
-                        name = getattr(callback, "__qualname__", repr(callback))
-                        raise SuspendError(
-                            f"resume callback {name} failed: {exc}; device work stays "
-                            "suspended: fix the cause and call resume() again"
-                        ) from exc
-                    finally:
-                        self._local.depth = 0
                 for link in links:
                     link.send_all("resume")
                 problems = [p for link in links for p in link.collect(_release_bound() * 3)]
@@ -337,31 +322,85 @@ class SuspendCoordinator:
                         + "; device work stays suspended: call resume() again"
                     )
             except BaseException as exc:
-                error = exc if isinstance(exc, SuspendError) else None
-                if error is None:
-                    error = SuspendError(
-                        f"resuming device work failed: {exc}; device work stays suspended: "
-                        "fix the cause and call resume() again"
-                    )
-                    error.__cause__ = exc
-                _log.error("ascend_safe resume: %s", error)
-                for link in links:  # no half-resumed state: the workers that resumed stop
-                    link.send_all("suspend 0")
-                _release_all(self._finalize)
-                for link in links:
-                    link.collect(_release_bound())
-                with self._cond:
-                    self._state = _FAILED
-                    self._error = error
-                    self._cond.notify_all()
-                if error is exc or not isinstance(exc, Exception):
-                    raise  # an interrupt stays an interrupt
-                raise error from exc
+                self._fail_resume(exc, links)
+                raise
+            for link in links:
+                link.send_all("open")
+            for problem in [p for link in links for p in link.collect(_release_bound() * 3)]:
+                _log.error("ascend_safe resume: %s", problem)
             for link in links:
                 link.set_suspended(False)
+            self._open_gate()
+
+    def _prepare_resume(self) -> bool:
+        """Initialise pyacl and run the callbacks, the gate still closed (call under the
+        transition lock). False if there is nothing to resume; raises if a callback fails."""
+        with self._cond:
+            if self._state in (_RUNNING, _CLOSED, _RESUMING):
+                return False
+            self._state = _RESUMING
+        try:
+            _runtime.ensure_initialized()
             with self._cond:
+                callbacks = list(self._callbacks)
+            for callback in callbacks:
+                self._local.depth = 1  # units inside a callback (a warm-up) pass through
+                try:
+                    callback()
+                except Exception as exc:
+                    name = getattr(callback, "__qualname__", repr(callback))
+                    raise SuspendError(
+                        f"resume callback {name} failed: {exc}; device work stays "
+                        "suspended: fix the cause and call resume() again"
+                    ) from exc
+                finally:
+                    self._local.depth = 0
+        except BaseException as exc:
+            self._fail_resume(exc, [])
+            raise
+        return True
+
+    def _fail_resume(self, exc: BaseException, links: list[_WorkerLink]) -> None:
+        """No half-resumed state: release everything again and keep the gates closed."""
+        error = exc if isinstance(exc, SuspendError) else None
+        if error is None:
+            error = SuspendError(
+                f"resuming device work failed: {exc}; device work stays suspended: "
+                "fix the cause and call resume() again"
+            )
+            error.__cause__ = exc
+        _log.error("ascend_safe resume: %s", error)
+        for link in links:  # the workers that got ready stop again
+            link.send_all("suspend 0")
+        _release_all(self._finalize)
+        for link in links:
+            link.collect(_release_bound())
+        with self._cond:
+            self._state = _FAILED
+            self._error = error
+            self._cond.notify_all()
+        if error is not exc and isinstance(exc, Exception):
+            raise error from exc
+
+    def _open_gate(self) -> None:
+        with self._cond:
+            if self._state == _RESUMING:
                 self._state = _RUNNING
                 self._cond.notify_all()
+
+    def _open_as_worker(self) -> None:
+        """The parent's "open": after "resume", or a full resume for a worker that started
+        during the sleep and missed the "resume"."""
+        with self._transition:
+            if self._state == _RESUMING:
+                self._open_gate()
+                return
+        self.resume()
+
+    def _resume_as_worker(self) -> None:
+        """The parent's "resume": run the callbacks, keep the gate closed until "open"."""
+        with self._transition:
+            self._prepare_resume()
 
     # -- event sources ----------------------------------------------------------------------
 
@@ -533,8 +572,9 @@ workers.hooks.unit_gate = _worker_gate
 # Each ascend_safe pool gets a listening unix socket (abstract address) in the parent; each of
 # its worker processes connects when it starts and sends "hello <token> <pid>" (the token
 # reaches the workers in the pool's initializer arguments, through the spawn pipe). The parent
-# accepts the connections when it suspends, then sends lines "suspend <seconds>" or "resume";
-# each worker answers "ok" or "error <text>" once it is done. A worker that does not answer in
+# accepts the connections when it suspends or resumes, then sends lines: "suspend <seconds>",
+# "resume" (run the callbacks, gate still closed) and, once every worker is ready, "open"; each
+# worker answers "ok" or "error <text>" once it is done. A worker that does not answer in
 # time during a suspend is killed: a device must never be held through a sleep.
 
 
@@ -734,7 +774,9 @@ def _serve_parent(conn: socket.socket, coordinator: SuspendCoordinator) -> None:
                 if words[:1] == ["suspend"] and len(words) == 2:
                     coordinator.suspend(float(words[1]))
                 elif words == ["resume"]:
-                    coordinator.resume()
+                    coordinator._resume_as_worker()
+                elif words == ["open"]:
+                    coordinator._open_as_worker()
                 else:
                     raise ValueError(f"unknown command {line.strip()!r}")
                 answer = "ok"
