@@ -51,21 +51,29 @@ def test_suspend_releases_every_worker_first(
 
 
 def test_a_worker_resume_callback_that_fails_keeps_everything_suspended(
-    sim: types.ModuleType, pool: ProcessPoolExecutor
+    sim: types.ModuleType, pool: ProcessPoolExecutor, tmp_path: pathlib.Path
 ) -> None:
+    log = tmp_path / "units.log"
     with asf.SuspendCoordinator() as coordinator:
         pids = {pool.submit(suspend_tasks.fail_next_resume, "no model here").result(30)}
         coordinator.suspend()
+        waiting = [pool.submit(suspend_tasks.pool_unit, i, str(log)) for i in range(2)]
         sim.hibernate()
         with pytest.raises(asf.SuspendError, match="no model here"):
             coordinator.resume()
         assert coordinator.state == "failed"
         assert len(pids) == 1
         assert sim.live_handles() == {}
-        sim.hibernate()  # the workers that resumed were stopped again: nothing held
+        assert not log.exists()  # no unit ran in the other worker either: no half-resume
+        sim.hibernate()  # the workers that got ready were stopped again: nothing held
         coordinator.resume()  # the callback fails only once
         assert coordinator.state == "running"
         assert pool.submit(suspend_tasks.pool_unit, 5, os.devnull).result(30)[0] == 5
+        for i, future in enumerate(waiting):  # ran after the resume, or told why not
+            try:
+                assert future.result(30)[0] == i
+            except asf.SuspendError as exc:
+                assert "no model here" in str(exc)
     assert kinds(sim) == []
 
 
