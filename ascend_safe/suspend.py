@@ -29,8 +29,11 @@ import multiprocessing
 import os
 import queue
 import secrets
+import shutil
 import signal
 import socket
+import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -583,8 +586,14 @@ class _WorkerLink:
 
     def __init__(self) -> None:
         self.token = secrets.token_hex(16)
-        self.address = f"\0ascend_safe-suspend-{os.getpid()}-{secrets.token_hex(8)}"
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self._directory: str | None = None
+        # sockets are not inherited across exec (PEP 446); forked children close them
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if sys.platform.startswith("linux"):  # an abstract address: nothing to clean up
+            self.address = f"\0ascend_safe-suspend-{os.getpid()}-{secrets.token_hex(8)}"
+        else:
+            self._directory = tempfile.mkdtemp(prefix="ascend_safe-suspend-")
+            self.address = os.path.join(self._directory, "link")
         self._server.bind(self.address)
         self._server.listen(128)
         self._server.setblocking(False)
@@ -682,6 +691,8 @@ class _WorkerLink:
                 self._drop(pid)
             with contextlib.suppress(OSError):
                 self._server.close()
+            if self._directory is not None:
+                shutil.rmtree(self._directory, ignore_errors=True)
         _links.remove(self)
 
 
@@ -749,7 +760,7 @@ def _join_pool(arg: tuple[str, str, Any]) -> None:
     """
     address, token, suspended = arg
     coordinator = _active.coordinator or SuspendCoordinator()
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(address)
         conn.sendall(f"hello {token} {os.getpid()}\n".encode())
