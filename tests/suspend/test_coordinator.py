@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import threading
 import time
 import types
@@ -403,3 +404,44 @@ def test_simulator_flags_devices_of_other_processes() -> None:
     here: a machine with nothing held records nothing."""
     simulator.hibernate()
     assert simulator.violations() == []
+
+
+def test_models_and_every_kind_are_released_in_order(
+    sim: types.ModuleType, tmp_path: pathlib.Path
+) -> None:
+    np = pytest.importorskip("numpy")
+    path = str(tmp_path / "double.simmdl")
+    sim.write_model(
+        path,
+        inputs=[("x", "float32", (4,))],
+        outputs=[("y", "float32", (4,))],
+        ops=[{"op": "mul", "value": 2.0}],
+    )
+    held: dict[str, Any] = {}
+
+    def load() -> None:
+        dev = held["device"] = asf.Device(0)
+        held["model"] = asf.Model(dev, path)
+        ctx = held["context"] = dev.context()
+        held["stream"] = asf.Stream(ctx)
+        held["event"] = dev.event()
+        held["host"] = dev.malloc_host(64)
+        mem = held["memory"] = dev.malloc(64)
+        held["dataset"] = asf.Dataset(dev, [asf.DataBuffer(mem)])
+
+    with asf.SuspendCoordinator() as coordinator:
+        coordinator.on_resume(load)
+        load()
+        x = np.arange(4, dtype=np.float32)
+        with coordinator.work():
+            np.testing.assert_allclose(held["model"].execute([x])[0], x * 2)
+        coordinator.suspend()
+        assert all(r.closed for r in held.values())
+        assert sim.live_handles() == {}
+        assert kinds(sim) == []  # no teardown_order: children before parents, models first
+        sim.hibernate()
+        coordinator.resume()
+        with coordinator.work():
+            np.testing.assert_allclose(held["model"].execute([x])[0], x * 2)
+    held["device"].close()
+    assert kinds(sim) == []
