@@ -223,9 +223,10 @@ class LogindListener:
         sender = fields.get(jeepney.HeaderFields.sender)
         if member == "NameOwnerChanged" and sender == _BUS:
             name, _old, new = msg.body
-            if name == LOGIND:
+            if name == LOGIND:  # logind restarted: a lock taken from the old one means nothing
                 self._owner = new or None
-                if new and self._fd is None:
+                self._release_inhibitor()
+                if new:
                     self._take_inhibitor_or_log()
             return
         if member != "PrepareForSleep" or fields.get(jeepney.HeaderFields.interface) != _MANAGER:

@@ -133,6 +133,8 @@ class FakeLogind:
         self._lock = threading.Lock()
         self.inhibitors: list[Inhibitor] = []
         self.inhibit_calls = 0
+        #: (who, why) of every Inhibit call.
+        self.requests: list[tuple[str, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -150,7 +152,7 @@ class FakeLogind:
             if msg.header.fields.get(HeaderFields.member) == "Get":
                 self._answer_property(msg)
                 continue
-            what, _who, _why, mode = msg.body
+            what, who, why, mode = msg.body
             assert (what, mode) == ("sleep", "delay"), msg.body
             read_fd, write_fd = os.pipe()
             try:
@@ -159,6 +161,7 @@ class FakeLogind:
                 os.close(write_fd)  # the client's copy is now the only one
             with self._lock:
                 self.inhibit_calls += 1
+                self.requests.append((who, why))
                 self.inhibitors.append(
                     Inhibitor(str(msg.header.fields[HeaderFields.sender]), read_fd)
                 )

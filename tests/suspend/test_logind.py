@@ -88,6 +88,7 @@ def test_sleep_and_wake_through_logind(sim: types.ModuleType, bus: str, logind: 
         coordinator.listen_logind(bus=bus, who="test service")
         assert fake.wait_held(1)  # type: ignore[attr-defined]
         assert coordinator.logind is not None and coordinator.logind.max_delay == 5.0
+        assert fake.requests[0][0] == "test service"  # type: ignore[attr-defined]
         report = fake.sleep()  # type: ignore[attr-defined]
         assert (report.inhibitors, report.released_in_time) == (1, 1)
         # the inhibitor is released only once everything is: the machine may sleep now
@@ -128,6 +129,27 @@ def test_forged_signal_from_another_connection_is_ignored(
         assert coordinator.state == "suspended"
         fake.wake()  # type: ignore[attr-defined]
         assert wait_for(lambda: coordinator.state == "running")
+    assert kinds(sim) == []
+
+
+def test_logind_restart_is_followed(sim: types.ModuleType, bus: str) -> None:
+    import fake_logind
+
+    first = fake_logind.FakeLogind(bus)
+    with asf.SuspendCoordinator() as coordinator:
+        coordinator.listen_logind(bus=bus)
+        listener = coordinator.logind
+        assert listener is not None and first.wait_held(1)
+        first.close()  # logind goes away (its inhibitor pipe with it) ...
+        second = fake_logind.FakeLogind(bus)  # ... and comes back under a new unique name
+        try:
+            assert second.wait_held(1)  # the inhibitor is taken from the new logind
+            report = second.sleep()
+            assert report.released_in_time == 1 and coordinator.state == "suspended"
+            second.wake()
+            assert wait_for(lambda: coordinator.state == "running")
+        finally:
+            second.close()
     assert kinds(sim) == []
 
 
