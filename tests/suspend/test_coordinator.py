@@ -445,3 +445,18 @@ def test_models_and_every_kind_are_released_in_order(
             np.testing.assert_allclose(held["model"].execute([x])[0], x * 2)
     held["device"].close()
     assert kinds(sim) == []
+
+
+def test_failed_reinitialisation_keeps_the_gate_closed(sim: types.ModuleType) -> None:
+    with asf.SuspendCoordinator() as coordinator:
+        dev = asf.Device(0)
+        coordinator.suspend()
+        assert dev.closed and not sim.initialized()
+        sim.inject_fault("init", 500000)  # acl.init fails once after the wake
+        with pytest.raises(asf.SuspendError, match="resuming device work failed") as info:
+            coordinator.resume()
+        assert isinstance(info.value.__cause__, asf.AclError)
+        assert coordinator.state == "failed"
+        coordinator.resume()
+        assert coordinator.state == "running" and sim.initialized()
+    assert kinds(sim) == []
