@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import queue
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -671,8 +672,7 @@ class _WorkerLink:
                 elif answer == "timeout":
                     problems.append(f"pool worker {pid} did not answer in {timeout:g} s; killed")
                     self._drop(pid)
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
+                    _kill_and_wait(pid)
                 else:
                     problems.append(f"pool worker {pid}: {answer.removeprefix('error ')}")
             self._sent = []
@@ -694,6 +694,37 @@ class _WorkerLink:
             if self._directory is not None:
                 shutil.rmtree(self._directory, ignore_errors=True)
         _links.remove(self)
+
+
+def _kill_and_wait(pid: int, timeout: float = 5.0) -> None:
+    """SIGKILL *pid* and wait until it is dead, so its device is free (its descriptors, process
+    slot included, are closed before its death is reported)."""
+    pidfd = -1
+    with contextlib.suppress(OSError, AttributeError):
+        pidfd = os.pidfd_open(pid)
+    try:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            return  # already gone
+        if pidfd >= 0:
+            select.select([pidfd], [], [], timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.005)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def _alive(pid: int) -> bool:
+    """Whether *pid* still runs (a zombie has released everything)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 class _Links:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import ascend_safe as asf
 
@@ -63,3 +64,9 @@ def meet(barrier) -> int:  # type: ignore[no-untyped-def]
     worker's device session."""
     barrier.wait(60)
     return hold_device()
+
+
+def hold_then_stop() -> None:
+    """Open the device, then stop this whole worker process (SIGSTOP): it cannot answer."""
+    hold_device()
+    os.kill(os.getpid(), signal.SIGSTOP)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
+import time
 import types
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 import suspend_tasks
@@ -120,3 +122,29 @@ def test_multiprocessing_pool_takes_part(sim: types.ModuleType) -> None:
         assert kinds(sim) == []
         coordinator.resume()
         assert mp_pool.apply(suspend_tasks.pool_unit, (4, os.devnull))[0] == 4
+
+
+def test_a_worker_that_cannot_answer_is_killed_before_the_sleep(
+    sim: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASCEND_SAFE_EXIT_TIMEOUT", "1")
+    with asf.SuspendCoordinator(drain_timeout=0.5) as coordinator:
+        executor = asf.worker_pool(workers=1)
+        try:
+            stuck = executor.submit(suspend_tasks.hold_then_stop)
+            deadline = time.monotonic() + 60
+            while "held device 0" not in " ".join(v.detail for v in sim.violations()):
+                assert time.monotonic() < deadline, "the worker never opened its device"
+                sim.clear_violations()
+                sim.hibernate()  # (probing: records a violation while the worker holds it)
+                time.sleep(0.05)
+            sim.clear_violations()
+            coordinator.suspend()  # the stopped worker cannot answer: it is killed
+            sim.hibernate()
+            assert kinds(sim) == []
+            with pytest.raises(BrokenProcessPool):
+                stuck.result(60)
+            coordinator.resume()
+        finally:
+            executor.shutdown(wait=True)
+    assert kinds(sim) == []
