@@ -275,7 +275,11 @@ class LogindListener:
         try:
             self._take_inhibitor()
         except Exception as exc:
-            _log.error("ascend_safe: cannot take the logind sleep inhibitor again: %s", exc)
+            _log.error(
+                "ascend_safe: cannot take the logind sleep inhibitor again: %s: %s",
+                type(exc).__name__,
+                exc,
+            )
 
     def _release_inhibitor(self) -> None:
         with _fds_lock:

@@ -123,13 +123,14 @@ class FakeLogind:
         self.delay = delay
         self._conn = open_dbus_connection(address, enable_fds=True)
         self._router = DBusRouter(self._conn)
-        reply = Proxy(message_bus, self._router, timeout=10).RequestName(LOGIND, 4)
-        assert reply == (1,), f"could not own {LOGIND}: {reply}"
         self._calls: queue.Queue[Any] = queue.Queue()
         rule = MatchRule(type="method_call", interface=MANAGER, member="Inhibit")
         self._filter = self._router.filter(rule, queue=self._calls)
         rule = MatchRule(type="method_call", interface=PROPERTIES, member="Get", path=PATH)
         self._properties = self._router.filter(rule, queue=self._calls)
+        # own the name only once calls to it are caught (a client may call at once)
+        reply = Proxy(message_bus, self._router, timeout=10).RequestName(LOGIND, 4)
+        assert reply == (1,), f"could not own {LOGIND}: {reply}"
         self._lock = threading.Lock()
         self.inhibitors: list[Inhibitor] = []
         self.inhibit_calls = 0
