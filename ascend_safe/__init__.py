@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._backend import backend_name
 from ._lifetime import Resource, leak_report, live_resources
+from .admission import OOM_POLICIES, get_oom_policy, set_oom_policy
 from .buffer import DataBuffer
 from .constants import (
     DataType,
@@ -66,6 +67,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FORK_POLICIES",
+    "OOM_POLICIES",
     "UNINITIALIZED",
     "AclError",
     "AclInternalError",
@@ -115,10 +117,12 @@ __all__ = [
     "create_handle",
     "current_device",
     "get_fork_policy",
+    "get_oom_policy",
     "keep",
     "leak_report",
     "live_resources",
     "set_fork_policy",
+    "set_oom_policy",
     "worker",
     "worker_mp_pool",
     "worker_pool",

@@ -181,7 +181,7 @@ def _copy_async(
     dst_max = nbytes if dst.memory is None else dst.nbytes - dst_offset
     users = [*memories, staging] if staging is not None else memories
     for m in users:  # before the submit: a close from now on waits for this stream
-        m._users[stream._serial] = stream
+        m._add_user(stream)
     try:
         stream._submit(
             "rt.memcpy_async", dst_addr, dst_max, src_addr, nbytes, kind,

@@ -6,6 +6,17 @@ One place holds the rules: ``close()`` is idempotent and thread-safe, closes liv
 (``ResourceWarning``) and is queued; the queue is released at the next safe point (the next
 resource created or closed, :func:`live_resources`, exit), never inside ``__del__`` itself, which
 may run in the middle of another pyacl call. Objects inherited by a forked child are abandoned.
+
+Threads: every operation runs as a *use* of the objects it touches (:meth:`Resource._using`).
+``close()`` stops new uses at once, closes the children, waits for the uses in progress in other
+threads, then releases; so a use either completes before the release or raises
+:class:`ResourceClosedError`, and pyacl never sees a released handle. A close requested by a
+thread from inside its own use of the object (a finalizer run by the garbage collector, a
+signal handler) completes when that use ends.
+
+Interrupts: construction, uses and the release run as critical sections
+(:mod:`ascend_safe._interrupts`): a ``KeyboardInterrupt`` lands after the bookkeeping, never
+between a pyacl call and the record of what it did.
 """
 
 from __future__ import annotations
@@ -24,9 +35,18 @@ from collections.abc import Iterator
 from typing import Any, Callable, ClassVar, NoReturn
 
 from . import _process
+from ._interrupts import POLL, critical, interruption_point
 from .errors import ForkSafetyError, ResourceClosedError
 
-__all__ = ["CallTracker", "Resource", "drain_deferred", "leak_report", "live_resources", "tracking"]
+__all__ = [
+    "CallTracker",
+    "Resource",
+    "drain_deferred",
+    "leak_report",
+    "live_resources",
+    "tracking",
+    "using",
+]
 
 _UNBORN, _OPEN, _CLOSING, _CLOSED, _ABANDONED = range(5)
 _NOTHING: Any = object()
@@ -39,8 +59,11 @@ _serials = itertools.count(1)
 _registry: dict[int, weakref.ref[Resource]] = {}
 #: Resources collected while open, released at the next safe point.
 _deferred: list[Resource] = []
-_trace = os.environ.get("ASCEND_SAFE_TRACE", "") not in ("", "0")
+_trace = os.environ.get(
+    _process.variable("ASCEND_SAFE_TRACE", "record where each resource was created"), ""
+) not in ("", "0")
 _thread = threading.local()  # .trackers: the CallTrackers active in this thread
+_get_ident = threading.get_ident
 
 
 class CallTracker:
@@ -98,20 +121,26 @@ class Resource:
 
     __slots__ = (
         "__weakref__",
-        "_building",
         "_children",
         "_closer",
         "_handle",
         "_parent",
         "_pid",
+        "_postponed",
         "_ref",
         "_serial",
         "_site",
         "_state",
         "_trackers",
+        "_uses",
     )
 
     def __init__(self, parent: Resource | None) -> None:
+        if getattr(self, "_state", None) is not None:
+            raise RuntimeError(
+                f"{self!r} is already initialized; calling __init__ again would lose its "
+                f"{self.kind} without releasing it. Create a new {type(self).__name__} instead"
+            )
         if _deferred:
             drain_deferred()
         self._state = _UNBORN
@@ -120,8 +149,10 @@ class Resource:
         self._pid = _process.state.pid
         self._serial = next(_serials)
         self._children: dict[int, weakref.ref[Resource]] = {}
-        self._building: dict[int, int] = {}  # thread id -> children that thread is building
+        #: thread id -> uses in progress in that thread (operations, children being built)
+        self._uses: dict[int, int] = {}
         self._closer = 0
+        self._postponed = False
         self._site: traceback.StackSummary | None = None
         self._trackers: tuple[CallTracker, ...] = ()
 
@@ -131,31 +162,48 @@ class Resource:
         """Run *create* (the pyacl steps, which must undo themselves on failure) and open the
         object with the handle it returns.
 
-        The parent must be open, and it cannot finish closing while the child is being built:
-        a child is either opened in time to be closed with its parent, or refused.
+        Building a child is a use of its parent: the parent must be open, and its close waits
+        for the child to open (then closes it) or to fail. The whole protocol is one critical
+        section, so an interrupt cannot separate a handle from the object that owns it.
         """
         parent = self._parent
-        me = threading.get_ident()
-        if parent is not None:
-            with _lock:
-                if parent._state != _OPEN or parent._pid != _process.state.pid:
-                    parent._refuse_child(self)
-                parent._building[me] = parent._building.get(me, 0) + 1
-        handle: Any = _NOTHING
         try:
-            handle = create()
-            self._open(handle)
-        except BaseException:
-            if self._state != _OPEN:  # interrupted before it opened: undo, then let go
-                if handle is not _NOTHING:
-                    try:
-                        self._release(handle)
-                    except Exception:
-                        pass
+            with critical:
                 if parent is not None:
-                    with _lock:
-                        parent._done_building(me)
+                    parent._begin_child(self)
+                try:
+                    handle: Any = _NOTHING
+                    try:
+                        handle = create()
+                        self._open(handle)
+                    except BaseException:
+                        if self._state != _OPEN and handle is not _NOTHING:
+                            try:  # opening failed after pyacl created it: undo, then let go
+                                self._release(handle)
+                            except Exception:
+                                pass
+                        raise
+                finally:
+                    if parent is not None:
+                        parent._end_use()
+        except BaseException:
+            # A signal handler deferred during construction raised as the section ended: the
+            # caller never receives the object, so it must not outlive the constructor.
+            if self._state == _OPEN:
+                try:
+                    self.close()
+                except Exception:
+                    pass
             raise
+
+    def _begin_child(self, child: Resource) -> None:
+        """Building *child* is a use of this parent, which must be open."""
+        me = _get_ident()
+        uses = self._uses
+        uses[me] = uses.get(me, 0) + 1
+        if self._state != _OPEN or self._pid != _process.state.pid:
+            self._end_use()
+            self._refuse_child(child)
 
     def _refuse_child(self, child: Resource) -> NoReturn:
         try:
@@ -180,16 +228,6 @@ class Resource:
             _registry[self._serial] = ref
             if parent is not None:
                 parent._children[self._serial] = ref
-                parent._done_building(threading.get_ident())
-
-    def _done_building(self, thread: int) -> None:
-        """A child this *thread* was building is open or gone (call under the lock)."""
-        left = self._building[thread] - 1
-        if left:
-            self._building[thread] = left
-        else:
-            del self._building[thread]
-        _state_changed.notify_all()
 
     # -- use ----------------------------------------------------------------------------------
 
@@ -199,6 +237,55 @@ class Resource:
         if handle is None or self._pid != _process.state.pid:
             self._raise_unusable()
         return handle
+
+    def _using(self) -> _Use:
+        """``with obj._using() as handle:`` runs an operation as a use of *obj* (see the module
+        docstring): a critical section during which *obj* cannot be released."""
+        return _Use(self)
+
+    def _begin_use(self) -> Any:
+        """Count a use by this thread and return the handle, or raise if the object is not
+        usable (call inside a critical section, paired with :meth:`_end_use`).
+
+        No lock: each thread writes only its own entry, and it counts itself before it reads
+        the state, while a close sets the state before it looks at the counts; so either the
+        use sees the close, or the close sees (and waits for) the use.
+        """
+        me = _get_ident()
+        uses = self._uses
+        mine = uses[me] = uses.get(me, 0) + 1
+        state = self._state
+        if (
+            state != _OPEN and not (state == _CLOSING and (self._closer == me or mine > 1))
+        ) or self._pid != _process.state.pid:
+            self._end_use()
+            self._raise_unusable()
+        return self._handle
+
+    def _end_use(self) -> None:
+        """This thread's use is over; a close waiting for it goes on, one it postponed runs."""
+        me = _get_ident()
+        uses = self._uses
+        left = uses[me] - 1
+        if left:
+            uses[me] = left
+            return
+        del uses[me]
+        if self._state != _CLOSING:
+            return
+        with _lock:
+            _state_changed.notify_all()
+            if not (self._postponed and self._closer == me):
+                return
+            self._postponed = False
+        try:
+            self._complete_close()
+        except Exception as exc:
+            warnings.warn(
+                f"closing {self!r} (requested while it was in use) failed: {exc}",
+                ResourceWarning,
+                stacklevel=2,
+            )
 
     def _raise_unusable(self) -> NoReturn:
         if self._pid != _process.state.pid or _process.state.is_foreign(self._pid):
@@ -228,66 +315,99 @@ class Resource:
     def close(self) -> None:
         """Release the resource and its live children. Idempotent and thread-safe.
 
-        If pyacl refuses the release, the error is raised and the object stays open, so the
-        call can be retried; nothing is silently dropped.
+        Uses in progress in other threads finish first; uses that start later raise
+        :class:`ResourceClosedError`. If pyacl refuses the release, the error is raised and the
+        object stays open, so the call can be retried; nothing is silently dropped. Once pyacl
+        has released the handle, the object is closed, whatever interrupts afterwards.
         """
-        me = threading.get_ident()
+        with critical:
+            if self._claim():
+                self._complete_close()
+
+    def _claim(self) -> bool:
+        """Move to closing; False if there is nothing (more) for this call to do."""
+        me = _get_ident()
         with _lock:
             while self._state == _CLOSING:
-                if self._closer == me:
-                    return
-                _state_changed.wait()
+                if self._closer == me or me in self._uses:
+                    return False  # nested in this thread's own close or use: that one finishes
+                _state_changed.wait(POLL)  # another thread is closing it: wait, interruptibly
+                interruption_point()
             if self._state != _OPEN:
-                return
+                return False
             if _process.state.is_foreign(self._pid):
                 self._abandon()
-                return
-            if me in self._building:
-                raise RuntimeError(
-                    f"cannot close {self!r} while this thread is creating a "
-                    "resource on it (from a signal handler?); close it after that returns"
-                )
+                return False
             self._state = _CLOSING
             self._closer = me
-            if not self._wait_for_builders():
-                self._state = _OPEN
-                self._closer = 0
-                _state_changed.notify_all()
-                raise TimeoutError(
-                    f"cannot close {self!r}: another thread is still creating a resource on it"
-                )
-        try:
-            self._close_children()
-            self._release(self._handle)
-        except BaseException:
-            with _lock:
-                self._state = _OPEN
-                self._closer = 0
-                _state_changed.notify_all()
-            raise
-        self._mark_closed(_CLOSED)
+            _state_changed.notify_all()
+            if me in self._uses:  # a finalizer or handler inside this thread's own use
+                self._postponed = True
+                return False
+            return True
 
-    def _wait_for_builders(self) -> bool:
-        """Let children under construction open (or fail) first; False if that takes longer
-        than the close-path bound (call under the lock)."""
+    def _complete_close(self) -> None:
+        """Close children, wait for other threads' uses, release (the caller claimed it)."""
+        with critical:
+            try:  # until the release, an interrupt leaves the object open
+                self._close_children()
+                if not self._wait_for_uses():
+                    raise TimeoutError(
+                        f"cannot close {self!r}: another thread is still using it or "
+                        "creating a resource on it"
+                    )
+                self._close_children()  # children that opened while waiting
+                self._release(self._handle)
+            except BaseException:
+                with _lock:
+                    self._state = _OPEN
+                    self._closer = 0
+                    self._postponed = False
+                    _state_changed.notify_all()
+                raise
+            self._mark_closed(_CLOSED)
+
+    def _wait_for_uses(self) -> bool:
+        """Let other threads' uses (and children they are building) finish; False if that
+        takes longer than the close-path bound."""
         timeout = flags.close_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._building:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            _state_changed.wait(left)
+        with _lock:
+            while self._uses:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                _state_changed.wait(POLL if left is None else min(left, POLL))
+                interruption_point()
         return True
+
+    def _await_closed(self) -> None:
+        """If another thread is closing this object, wait until it is done."""
+        me = _get_ident()
+        with _lock:
+            while self._state == _CLOSING and self._closer != me and me not in self._uses:
+                _state_changed.wait(POLL)
+                interruption_point()
 
     def _close_children(self) -> None:
         if _deferred:
             drain_deferred()
-        call_all([child.close for child in self._live_children()])
+        first: Exception | None = None
+        for child in self._live_children():
+            try:
+                child.close()
+            except Exception as exc:  # the others still close; the parent stays open
+                first = first or exc
+            interruption_point()  # between children: where a Ctrl-C may end a long close
+        if first is not None:
+            raise first
 
     def _live_children(self) -> list[Resource]:
         with _lock:
             refs = list(self._children.values())
         children = [c for c in (r() for r in refs) if c is not None and c._state == _OPEN]
+        if _deferred:  # collected in a cycle: its weak reference is gone, the object is queued
+            children += [d for d in list(_deferred) if d._parent is self and d not in children]
         children.sort(key=lambda c: (c.teardown_rank, -c._serial))
         return children
 
@@ -315,20 +435,23 @@ class Resource:
     # -- implicit cleanup ---------------------------------------------------------------------
 
     def __del__(self) -> None:
-        try:
-            if getattr(self, "_state", _UNBORN) != _OPEN or flags.disarmed:
-                return
-            if sys.is_finalizing():
-                return
-            if _process.state.is_foreign(self._pid):
-                self._state = _ABANDONED
-                return
-            _deferred.append(self)  # resurrected until the next safe point releases it
-            for tracker in self._trackers:
-                tracker.collected[type(self).__name__] += 1
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
-        except BaseException:
-            pass
+        # A critical section: an interrupt cannot drop the object between its collection and
+        # its queueing (it is delivered when the finalizer ends, as Python does for any).
+        with critical:
+            try:
+                if getattr(self, "_state", _UNBORN) != _OPEN or flags.disarmed:
+                    return
+                if sys.is_finalizing():
+                    return
+                if _process.state.is_foreign(self._pid):
+                    self._state = _ABANDONED
+                    return
+                _deferred.append(self)  # resurrected until the next safe point releases it
+                for tracker in self._trackers:
+                    tracker.collected[type(self).__name__] += 1
+                warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+            except BaseException:
+                pass
 
     def _close_implicitly(self) -> None:
         """Close a collected object; failures become warnings, never exceptions."""
@@ -371,6 +494,80 @@ class Resource:
         return f"<{type(self).__name__} #{self._serial}{details} {state}>"
 
 
+class _Use:
+    """A use of one resource: a critical section during which it is not released."""
+
+    __slots__ = ("_resource",)
+
+    def __init__(self, resource: Resource) -> None:
+        self._resource = resource
+
+    def __enter__(self) -> Any:
+        critical.__enter__()
+        try:
+            return self._resource._begin_use()
+        except BaseException:
+            critical.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._resource._end_use()
+        finally:
+            critical.__exit__(None, None, None)
+
+
+class using:
+    """``with using(a, b, ...):`` one use of several resources (``None`` entries skipped),
+    begun in order; if one is unusable, those already begun end and the error is raised."""
+
+    __slots__ = ("_resources",)
+
+    def __init__(self, *resources: Resource | None) -> None:
+        seen: list[Resource] = []
+        for r in resources:
+            if r is not None and all(r is not s for s in seen):
+                seen.append(r)
+        self._resources = seen
+
+    def __enter__(self) -> None:
+        critical.__enter__()
+        begun: list[Resource] = []
+        try:
+            for r in self._resources:
+                r._begin_use()
+                begun.append(r)
+        except BaseException:
+            try:
+                _end_every(begun)
+            finally:
+                critical.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            _end_every(self._resources)
+        finally:
+            critical.__exit__(None, None, None)
+
+
+def _end_every(resources: list[Resource]) -> None:
+    """End a use of each of *resources* (newest first), even if a postponed close that one of
+    them runs is interrupted; then raise the first error."""
+    first: BaseException | None = None
+    for r in reversed(resources):
+        try:
+            r._end_use()
+        except BaseException as exc:
+            if first is None:
+                first = exc
+    if first is not None:
+        try:
+            raise first
+        finally:
+            first = None
+
+
 def _new_locks_in_child() -> None:
     """In a forked child: the parent's lock may be held by a thread that is not here."""
     global _lock, _state_changed
@@ -394,14 +591,25 @@ def call_all(calls: list[Callable[[], object]]) -> None:
 
 
 def drain_deferred() -> None:
-    """Release the objects that were garbage-collected while open (lowest rank first)."""
+    """Release the objects that were garbage-collected while open (lowest rank first).
+
+    An interrupt that ends a release early puts what is left back in the queue: a collected
+    object has no other reference, and Python runs its finalizer only once.
+    """
     while _deferred:
-        batch: list[Resource] = []
-        while _deferred:  # pop one by one: __del__ may append meanwhile, from any thread
-            batch.append(_deferred.pop())
-        batch.sort(key=lambda r: (r.teardown_rank, -r._serial))
-        for obj in batch:
-            obj._close_implicitly()
+        with critical:
+            batch: list[Resource] = []
+            while _deferred:  # pop one by one: __del__ may append meanwhile, from any thread
+                batch.append(_deferred.pop())
+            batch.sort(key=lambda r: (r.teardown_rank, -r._serial))
+            done = 0
+            try:
+                for obj in batch:
+                    obj._close_implicitly()
+                    done += 1
+            except BaseException:
+                _deferred.extend(r for r in batch[done:] if r._state == _OPEN)
+                raise
 
 
 def live_resources(*, internal: bool = False) -> list[Resource]:

@@ -39,7 +39,7 @@ class StagingPool:
 
     def __init__(self, owner: ContextOwner) -> None:
         self._owner = owner
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a finalizer may run while it is held
         self._idle: dict[int, list[StagingMemory]] = {}
         self._idle_bytes = 0
 

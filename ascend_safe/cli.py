@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -121,36 +122,33 @@ class _Lane:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    import ascend_safe as asf
+    from . import __version__, doctor
 
-    from . import _backend, slots
-
-    print(f"ascend_safe {asf.__version__}, Python {sys.version.split()[0]}")
-    print(f"backend: {asf.backend_name()}")
-    soc = _backend.call_value("get_soc_name")
-    print(f"SoC: {soc or 'unknown'}; virtual machine: {'yes' if slots.detect_vm() else 'no'}")
-    print(f"processes allowed per device: {slots.process_limit(soc)}")
-    print(f"process slot files: {slots.slot_dir()}")
-    print(f"fork policy: {asf.get_fork_policy()}")
-    path = "/proc/sys/vm/enable_oom_killer"
-    try:
-        with open(path) as fh:
-            print(f"{path}: {fh.read().strip()}")
-    except OSError:
-        print(f"{path}: not present (only on Ascend RC-form devices)")
-    return 0
+    report = doctor.run(args.timeout, version=__version__)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.text())
+    return 0 if report.ok else 1
 
 
 def _conformance(args: argparse.Namespace) -> int:
     from . import _backend, conformance
 
-    if _backend.backend_name() == "sim":
-        from . import sim
+    models: list[str] = list(args.model or [])
+    with tempfile.TemporaryDirectory(prefix="ascend_safe-conformance-") as directory:
+        if _backend.backend_name() == "sim":
+            from . import sim
 
-        # A little latency per queued stream task, so that a copy the simulator runs
-        # asynchronously is still in flight when a case looks (as a DMA would be).
-        sim.configure(async_delay=0.005)
-    report = conformance.run(pattern=args.only, risky=args.risky)
+            # A little latency per queued stream task, so that a copy the simulator runs
+            # asynchronously is still in flight when a case looks (as a DMA would be).
+            sim.configure(async_delay=0.005)
+            if not models:  # the simulator loads its own model format
+                try:
+                    models = conformance.write_sample_models(sim.write_model, directory)
+                except Exception as exc:  # numpy missing: the model cases are skipped
+                    print(f"sample models not written ({exc})", file=sys.stderr)
+        report = conformance.run(pattern=args.only, risky=args.risky, models=models)
     if not report.results:
         print(f"no conformance case matches {args.only!r}", file=sys.stderr)
         return 2
@@ -178,7 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--model-batches", type=int, default=64)
     demo.set_defaults(run=_demo)
-    doctor = sub.add_parser("doctor", help="report the environment")
+    doctor = sub.add_parser(
+        "doctor",
+        help="diagnose this machine: backend, devices, limits, OOM and fork settings",
+        description="Check the backend, versions, SoC, run mode, each device, process slots, "
+        "RC-mode OOM handling, fork settings, logind, warnings and ASCEND_SAFE_* variables; "
+        "print each check with its fix. Exits 1 if any check fails. See docs/doctor.md.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long each device probe may take before the device is reported wedged",
+    )
     doctor.set_defaults(run=_doctor)
     check = sub.add_parser(
         "conformance",
@@ -198,6 +210,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         metavar="PATTERN",
         help="run only cases whose id or category matches this glob (no wildcard: substring)",
+    )
+    check.add_argument(
+        "--model",
+        metavar="PATH",
+        action="append",
+        help="a model file (.om built for this SoC) for the model cases; repeat to give a "
+        "static model and ones with dynamic batch or image sizes. Without one, the cases that "
+        "need a model are skipped (the simulator uses its own sample models)",
     )
     check.set_defaults(run=_conformance)
     args = parser.parse_args(argv)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _process, _runtime, _validate, slots
+from . import _backend, _process, _runtime, _validate, admission, slots
+from ._interrupts import POLL, interruption_point
+from ._lifetime import call_all
 from ._staging import StagingPool
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
+from .errors import ProcessLimitError
 
 if TYPE_CHECKING:
     from .event import Event
@@ -33,7 +39,7 @@ class _SlotTable:
                 return
         soc = _backend.call_value("get_soc_name")
         limit = slots.process_limit(soc if isinstance(soc, str) else None)
-        slot = slots.acquire(device_id, limit, timeout=timeout)  # may wait: not under the lock
+        slot = _acquire_slot(device_id, limit, timeout)  # may wait: not under the lock
         with self.lock:
             entry = self.held.get(device_id)
             if entry is not None:  # another thread of this process got one meanwhile
@@ -59,6 +65,27 @@ class _SlotTable:
         self.held = {}
 
 
+def _acquire_slot(device_id: int, limit: int, timeout: float | None) -> slots.DeviceSlot:
+    """:func:`slots.acquire`, waiting in slices so that an interrupt (deferred while a device
+    session is built) can end a long wait."""
+    start = time.monotonic()
+    while True:
+        left = None if timeout is None else max(0.0, start + timeout - time.monotonic())
+        last = left is not None and left <= POLL
+        try:
+            return slots.acquire(device_id, limit, timeout=left if last else POLL)
+        except ProcessLimitError as exc:
+            if not last:
+                interruption_point()
+                continue
+            if not timeout:
+                raise
+            # the message gives the time of the last slice: give the whole wait instead
+            waited = f"after waiting {time.monotonic() - start:.2f} s"
+            message = re.sub(r"after waiting [0-9.]+ s", waited, exc.message)
+            raise ProcessLimitError(exc.device, exc.limit, exc.holders, message) from None
+
+
 _slot_table = _SlotTable()
 _process.on_fork_child(_slot_table.forget)
 
@@ -77,13 +104,15 @@ class Device(ContextOwner):
 
     kind = "device"
     teardown_rank = 5
-    __slots__ = ("_default_stream", "_id", "_staging")
+    __slots__ = ("_default_stream", "_id", "_lost", "_staging")
 
     def __init__(self, device_id: int = 0, *, slot_timeout: float | None = 0.0) -> None:
         device_id = _validate.index(device_id, "device id", minimum=0)
         slot_timeout = _validate.timeout(slot_timeout, "slot_timeout", maximum=None)
-        self._id = device_id
         super().__init__(None)
+        self._id = device_id
+        #: Set once pyacl reports the device gone: cleanup then skips waiting for its work.
+        self._lost = False
         self._staging = StagingPool(self)
         self._construct(lambda: self._create(slot_timeout))
         from .stream import DefaultStream
@@ -129,18 +158,30 @@ class Device(ContextOwner):
         return self._default_stream
 
     def synchronize(self) -> None:
-        """Wait for all work queued on this device (``acl.rt.synchronize_device``)."""
-        from .stream import retire_device
+        """Wait for all work queued on this device (``acl.rt.synchronize_device``).
 
-        self.make_current()
-        _backend.call("rt.synchronize_device", resource=self)
-        retire_device(self)
+        Only the work submitted before the call is known complete afterwards: what other
+        threads queue meanwhile stays pending until its own synchronize.
+        """
+        from .stream import device_marks
+
+        with self._using():
+            marks = device_marks(self)
+            self.make_current()
+            _backend.call("rt.synchronize_device", resource=self)
+            call_all([functools.partial(stream._retire, seq) for stream, seq in marks])
+
+    def set_oom_policy(self, policy: str | None, *, timeout: float | None = None) -> None:
+        """The OOM policy of allocations on this session (see :func:`ascend_safe.set_oom_policy`;
+        ``None`` falls back to the process-wide one)."""
+        admission.set_oom_policy(policy, timeout=timeout, device=self)
 
     def mem_info(self, attr: MemAttr = MemAttr.HBM_MEM) -> tuple[int, int]:
         """``(free, total)`` bytes of *attr* memory on this device."""
         kind = _validate.member(attr, MemAttr, "memory attribute")
-        self.make_current()
-        free, total = _backend.call("rt.get_mem_info", kind, resource=self)
+        with self._using():
+            self.make_current()
+            free, total = _backend.call("rt.get_mem_info", kind, resource=self)
         return int(free), int(total)
 
     # -- factories (the classes can be used directly too) -------------------------------------

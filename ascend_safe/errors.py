@@ -513,7 +513,93 @@ class AclResourceError(AclError):
 
 
 class OutOfDeviceMemoryError(AclResourceError):
-    """Memory is exhausted (200000, 207001, 207018 or 245002)."""
+    """Memory is exhausted (200000, 207001, 207018 or 245002).
+
+    Raised by pyacl's own failure, or by memory admission before a call that would not fit (in
+    RC mode such a call hangs). Where known, :attr:`details` says which device, the bytes
+    requested (and with pyacl's padding), the free and total bytes, and the largest live
+    allocations of this process.
+    """
+
+    #: ``device requested padded free total largest decision`` when known, else {}.
+    details: dict[str, Any]
+
+    def __init__(
+        self,
+        code: int,
+        api: str,
+        recent_message: Optional[str] = None,
+        resource: Optional[str] = None,
+        details: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        self.details = dict(details or {})
+        super().__init__(code, api, recent_message, resource)
+
+    def add_details(self, details: Mapping[str, Any]) -> None:
+        """Attach what the allocation asked for and what the device had (updates the message)."""
+        self.details.update(details)
+        self.args = (self._format(),)
+
+    @property
+    def requested(self) -> Optional[int]:
+        """Bytes the failed allocation asked for, if known."""
+        value = self.details.get("requested")
+        return value if isinstance(value, int) else None
+
+    @property
+    def free(self) -> Optional[int]:
+        """Free bytes on the device when the allocation was decided (-1: unreadable)."""
+        value = self.details.get("free")
+        return value if isinstance(value, int) else None
+
+    @property
+    def total(self) -> Optional[int]:
+        """Total bytes of the device memory kind (0: the device does not report it)."""
+        value = self.details.get("total")
+        return value if isinstance(value, int) else None
+
+    @property
+    def largest(self) -> list[tuple[str, int]]:
+        """``(repr, bytes)`` of this process's largest live allocations on the device."""
+        return list(self.details.get("largest") or [])
+
+    def _format(self) -> str:
+        text = super()._format()
+        d = getattr(self, "details", None)
+        if not d:
+            return text
+        parts = []
+        if d.get("decision"):
+            parts.append(str(d["decision"]))
+        if "requested" in d:
+            asked = f"{d['requested']} bytes requested"
+            if d.get("padded", d["requested"]) != d["requested"]:
+                asked += f" ({d['padded']} with pyacl's padding)"
+            if "device" in d:
+                asked += f" on device {d['device']}"
+            parts.append(asked)
+        free, total = d.get("free"), d.get("total")
+        if isinstance(free, int) and free >= 0 and isinstance(total, int) and total > 0:
+            parts.append(f"{free} of {total} bytes free")
+        elif "free" in d:
+            parts.append("free memory unknown (get_mem_info reported nothing)")
+        largest = d.get("largest")
+        if largest:
+            items = ", ".join(f"{text} ({n} bytes)" for text, n in largest)
+            parts.append(f"largest live allocations of this process: {items}")
+        elif "largest" in d:
+            parts.append("this process holds no live device allocation there")
+        parts.append(
+            "free memory (close allocations you no longer need), allocate less, or choose "
+            "another OOM policy (ascend_safe.set_oom_policy: 'wait' waits for memory)"
+        )
+        return text + "; " + "; ".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.code, self.api, self.recent_message, self.resource, self.details),
+        )
 
 
 class AclInternalError(AclError):

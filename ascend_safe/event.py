@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _validate
+from . import _backend, _lifetime, _validate
 from .constants import EventFlag, EventRecordedStatus, EventStatus
 from .context import ContextOwner, InContext
 from .stream import Stream
@@ -41,7 +41,7 @@ class Event(InContext):
 
     def record(self, stream: Stream = _OMITTED) -> None:
         """Capture the work queued so far on *stream* (omitted: the device's default stream)."""
-        handle = self._checked_handle()
+        self._checked_handle()
         if stream is _OMITTED:
             stream = self._owner.device.default_stream
         elif not isinstance(stream, Stream):
@@ -50,45 +50,49 @@ class Event(InContext):
                 "to record on the device's default stream"
             )
         _validate.same_device(self, stream, "record an event")
-        self._recorded_seq = stream._submit("rt.record_event", handle)
-        self._recorded_on = stream
+        with self._using() as handle:
+            self._recorded_seq = stream._submit("rt.record_event", handle)
+            self._recorded_on = stream
 
     def synchronize(self) -> None:
         """Block until the recorded work is done."""
-        handle = self._use()
-        _backend.call("rt.synchronize_event", handle, resource=self)
-        self._retire_covered()
+        with self._using():
+            handle = self._use()
+            _backend.call("rt.synchronize_event", handle, resource=self)
+            self._retire_covered()
 
     def query(self) -> bool:
         """True if the recorded work is done (an event never recorded counts as done)."""
-        handle = self._use()
-        if _backend.has("rt.query_event_status"):
-            status = _backend.call("rt.query_event_status", handle, resource=self)
-            done = bool(status == EventRecordedStatus.COMPLETE)
-        else:
-            status = _backend.call("rt.query_event", handle, resource=self)
-            done = bool(status == EventStatus.COMPLETE)
-        if done:
-            self._retire_covered()
+        with self._using():
+            handle = self._use()
+            if _backend.has("rt.query_event_status"):
+                status = _backend.call("rt.query_event_status", handle, resource=self)
+                done = bool(status == EventRecordedStatus.COMPLETE)
+            else:
+                status = _backend.call("rt.query_event", handle, resource=self)
+                done = bool(status == EventStatus.COMPLETE)
+            if done:
+                self._retire_covered()
         return done
 
     def _retire_covered(self) -> None:
         """The recorded work is done: the stream can let go of what it kept for it."""
         stream = self._recorded_on
-        if stream is not None and not stream.closed:
-            stream._retire(self._recorded_seq)
+        if stream is not None:  # even if another thread is closing it: its drain may not
+            stream._retire(self._recorded_seq)  # have delivered yet, and this one must wait
 
     def elapsed_time(self, end: Event) -> float:
         """Milliseconds from this event to *end*; both recorded, and *end* complete."""
         if not isinstance(end, Event):
             raise TypeError(f"elapsed_time() takes an Event, not {type(end).__name__}")
-        start_handle = self._checked_handle()
-        end_handle = end._checked_handle()
-        for ev in (self, end):
-            if ev._recorded_on is None:
-                raise ValueError(f"{ev!r} was never recorded; record both events first")
-        self._owner.make_current()
-        ms = _backend.call("rt.event_elapsed_time", start_handle, end_handle, resource=self)
+        with _lifetime.using(self, end):
+            start_handle = self._checked_handle()
+            end_handle = end._checked_handle()
+            for ev in (self, end):
+                if ev._recorded_on is None:
+                    raise ValueError(f"{ev!r} was never recorded; record both events first")
+            self._owner.make_current()
+            ms = _backend.call("rt.event_elapsed_time", start_handle, end_handle, resource=self)
         return float(ms)
 
     def _release(self, handle: Any) -> None:

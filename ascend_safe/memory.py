@@ -7,9 +7,10 @@ free is immediate.
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
-from . import _backend, _copy, _validate
+from . import _backend, _copy, _lifetime, _validate, admission
 from .constants import MallocPolicy
 from .context import ContextOwner, InContext
 from .stream import Stream
@@ -54,6 +55,9 @@ class Memory(InContext):
     #: Whether the memory lives on the device (for the copy direction).
     on_device: ClassVar[bool] = True
     _free_api: ClassVar[str]
+    #: The pyacl call that takes this memory from the device budget (memory admission decides
+    #: before it; see :mod:`ascend_safe.admission`), or None for host memory.
+    alloc_api: ClassVar[str | None] = None
     __slots__ = ("_size", "_users")
 
     def __init__(self, owner: ContextOwner, size: int, *, fill: Fill = 0, **alloc: Any) -> None:
@@ -64,12 +68,21 @@ class Memory(InContext):
         fill_byte = _check_fill(fill)
         super().__init__(owner)
         self._size = size
-        self._users: dict[int, Stream] = {}
+        #: serial -> stream that may still have queued work on this memory (weakly: a dropped
+        #: stream is released, after draining, at the next safe point)
+        self._users: dict[int, weakref.ref[Stream]] = {}
         self._construct(lambda: self._create(fill_byte, alloc))
 
     def _create(self, fill_byte: int | None, alloc: dict[str, Any]) -> int:
         self._owner.make_current()
-        ptr = self._allocate(self._size, **alloc)
+        ptr = admission.allocate(
+            self.alloc_api,
+            self._owner.device,
+            self._size,
+            lambda: self._allocate(self._size, **alloc),
+            malloc_policy=alloc.get("policy", 0),
+            resource=self,
+        )
         if fill_byte is not None:
             try:
                 _backend.call("rt.memset", ptr, self._size, fill_byte, self._size, resource=self)
@@ -125,10 +138,14 @@ class Memory(InContext):
         source object is kept alive until then. Omit *stream* for a synchronous copy.
         """
         stream_obj = _stream_arg(stream)
-        dst = _copy.endpoint(self, writable=True, role="destination")
-        src_end = _copy.endpoint(src, writable=False, role="source")
-        count = _copy.remaining(src_end, src_offset, "source") if nbytes is None else nbytes
-        _copy.copy(dst, offset, src_end, src_offset, count, stream_obj, ("offset", "src_offset"))
+        other = src if isinstance(src, Memory) else None
+        with _lifetime.using(self, other, stream_obj):
+            dst = _copy.endpoint(self, writable=True, role="destination")
+            src_end = _copy.endpoint(src, writable=False, role="source")
+            count = _copy.remaining(src_end, src_offset, "source") if nbytes is None else nbytes
+            _copy.copy(
+                dst, offset, src_end, src_offset, count, stream_obj, ("offset", "src_offset")
+            )
 
     def copy_to(
         self,
@@ -145,10 +162,14 @@ class Memory(InContext):
         only after the stream (or an event recorded after the copy) is synchronized.
         """
         stream_obj = _stream_arg(stream)
-        src = _copy.endpoint(self, writable=False, role="source")
-        dst_end = _copy.endpoint(dst, writable=True, role="destination")
-        count = _copy.remaining(src, offset, "source") if nbytes is None else nbytes
-        _copy.copy(dst_end, dst_offset, src, offset, count, stream_obj, ("dst_offset", "offset"))
+        other = dst if isinstance(dst, Memory) else None
+        with _lifetime.using(self, other, stream_obj):
+            src = _copy.endpoint(self, writable=False, role="source")
+            dst_end = _copy.endpoint(dst, writable=True, role="destination")
+            count = _copy.remaining(src, offset, "source") if nbytes is None else nbytes
+            _copy.copy(
+                dst_end, dst_offset, src, offset, count, stream_obj, ("dst_offset", "offset")
+            )
 
     def to_bytes(self, nbytes: int | None = None, *, offset: int = 0) -> bytes:
         """A copy of the contents (waits for streams still writing here first)."""
@@ -189,23 +210,36 @@ class Memory(InContext):
         byte = _check_fill(value)
         if byte is None:
             raise TypeError("fill() needs a byte value 0..255")
-        ptr = self._checked_handle()
         stream_obj = _stream_arg(stream)
-        if stream_obj is None:
-            self._wait_idle()
-            self._owner.make_current()
-            _backend.call("rt.memset", ptr, self._size, byte, self._size, resource=self)
-            return
-        _validate.same_device(self, stream_obj, "fill on a stream")
-        self._users[stream_obj._serial] = stream_obj
-        stream_obj._submit("rt.memset_async", ptr, self._size, byte, self._size, keepalive=(self,))
+        with _lifetime.using(self, stream_obj):
+            ptr = self._checked_handle()
+            if stream_obj is None:
+                self._wait_idle()
+                self._owner.make_current()
+                _backend.call("rt.memset", ptr, self._size, byte, self._size, resource=self)
+                return
+            _validate.same_device(self, stream_obj, "fill on a stream")
+            self._add_user(stream_obj)
+            stream_obj._submit(
+                "rt.memset_async", ptr, self._size, byte, self._size, keepalive=(self,)
+            )
 
     # -- lifetime -----------------------------------------------------------------------------
 
+    def _add_user(self, stream: Stream) -> None:
+        """*stream* is about to queue work on this memory: a free waits for it from now on."""
+        self._users[stream._serial] = weakref.ref(stream)
+
     def _wait_idle(self) -> None:
         """Synchronize the streams that still have queued work on this memory."""
+        if _lifetime._deferred:  # dropped streams still draining are released (drained) first
+            _lifetime.drain_deferred()
         users = self._users
-        for key, stream in list(users.items()):
+        for key, ref in list(users.items()):
+            stream = ref()
+            if stream is None:
+                users.pop(key, None)
+                continue
             stream._drain_if_busy()  # if this raises, the stream stays listed for a retry
             if not stream.busy:  # a copy on another thread may have queued more meanwhile
                 users.pop(key, None)
@@ -214,6 +248,8 @@ class Memory(InContext):
         self._wait_idle()
         self._owner.make_current()
         _backend.call(self._free_api, handle, resource=self)
+        if self.alloc_api is not None:
+            admission.freed(self._owner.device.id)  # wake allocations waiting for memory
 
     def _describe(self) -> str:
         return f" device={self._owner.device.id} size={self._size}"
@@ -224,6 +260,7 @@ class DeviceMemory(Memory):
 
     kind = "device memory"
     _free_api = "rt.free"
+    alloc_api = "rt.malloc"
     __slots__ = ()
 
     def __init__(
@@ -272,6 +309,7 @@ class DvppMemory(Memory):
 
     kind = "DVPP memory"
     _free_api = "media.dvpp_free"
+    alloc_api = "media.dvpp_malloc"
     __slots__ = ()
 
     def _allocate(self, size: int, **alloc: Any) -> int:

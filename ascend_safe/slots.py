@@ -47,6 +47,7 @@ import fcntl
 import functools
 import os
 import platform
+import re
 import shutil
 import stat
 import subprocess
@@ -54,27 +55,30 @@ import tempfile
 import threading
 import time
 from types import TracebackType
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from . import _backend, _process, _validate
 from .errors import ProcessLimitError, SlotDirectoryError
 
 __all__ = [
     "DeviceSlot",
+    "SlotSurvey",
     "acquire",
     "detect_vm",
     "held_slots",
+    "open_lock_file",
     "process_limit",
     "product_limit",
     "slot_dir",
+    "survey",
 ]
 
 #: Environment variable overriding the per-device process limit (a positive integer).
-ENV_MAX_PROCS = "ASCEND_SAFE_MAX_PROCS"
+ENV_MAX_PROCS = _process.variable("ASCEND_SAFE_MAX_PROCS", "processes allowed per device")
 #: Environment variable overriding virtual-machine detection (``0`` or ``1``).
-ENV_VM = "ASCEND_SAFE_VM"
+ENV_VM = _process.variable("ASCEND_SAFE_VM", "running in a virtual machine: 0 or 1")
 #: Environment variable choosing the directory that holds the slot files.
-ENV_SLOT_DIR = "ASCEND_SAFE_SLOT_DIR"
+ENV_SLOT_DIR = _process.variable("ASCEND_SAFE_SLOT_DIR", "directory of the process-slot files")
 
 #: Per-device process limits documented by CANN.
 LIMIT_A2_A3 = 63
@@ -263,8 +267,9 @@ def _unsafe(path: str, problem: str, fix: str) -> SlotDirectoryError:
     )
 
 
-def _check_dir(fd: int, path: str, *, last: bool) -> None:
-    """Trust the opened directory *path* only if no other user can swap its entries."""
+def _check_dir(fd: int, path: str, *, last: bool, repair: bool = True) -> None:
+    """Trust the opened directory *path* only if no other user can swap its entries (with
+    *repair*, our own shared directory that lost its sticky bit gets it back)."""
     st = os.fstat(fd)
     uid = os.geteuid()
     if st.st_uid not in (0, uid):
@@ -276,7 +281,7 @@ def _check_dir(fd: int, path: str, *, last: bool) -> None:
         )
         raise _unsafe(path, f"belongs to uid {st.st_uid}, neither root nor this user", fix)
     if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-        if last and st.st_uid == uid:  # our own shared directory without the sticky bit: repair
+        if repair and last and st.st_uid == uid:  # our own shared directory, no sticky bit
             os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_ISVTX)
             return
         raise _unsafe(
@@ -321,13 +326,14 @@ def _not_a_dir(parent_fd: int, name: str, path: str, exc: OSError) -> SlotDirect
     )
 
 
-def _open_slot_dir(path: str) -> int:
+def _open_slot_dir(path: str, *, create: bool = True) -> int:
     """Open *path* one component at a time, never following a symlink another user could have
     planted, creating what is missing with safe modes; a descriptor of the checked directory.
 
     Each component is opened ``O_NOFOLLOW | O_DIRECTORY`` relative to the already checked one
     (``openat``), so renaming or replacing a component cannot redirect this walk. A symlink in
-    the path is followed only if root or this user owns it.
+    the path is followed only if root or this user owns it. Without *create*, nothing is
+    created or repaired: a missing component raises ``FileNotFoundError``.
     """
     if not os.path.isabs(path):
         raise SlotDirectoryError(
@@ -335,7 +341,7 @@ def _open_slot_dir(path: str) -> int:
         )
     fd = os.open("/", _DIR_OPEN)
     try:
-        _check_dir(fd, "/", last=False)
+        _check_dir(fd, "/", last=False, repair=create)
         pending = [n for n in reversed(path.split("/")) if n not in ("", ".")]
         here = "/"
         links = 0
@@ -346,6 +352,8 @@ def _open_slot_dir(path: str) -> int:
             try:
                 child = os.open(name, _DIR_OPEN, dir_fd=fd)
             except FileNotFoundError:
+                if not create:
+                    raise
                 child = _make_dir(fd, name, step, last)
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
@@ -378,7 +386,7 @@ def _open_slot_dir(path: str) -> int:
             os.close(fd)
             fd = child
             here = step
-            _check_dir(fd, path if last else step, last=last)
+            _check_dir(fd, path if last else step, last=last, repair=create)
         return fd
     except BaseException:
         if fd >= 0:
@@ -687,6 +695,107 @@ def acquire(device: int, limit: int, *, timeout: float | None = 0.0) -> DeviceSl
         pause = delay if timeout is None else min(delay, timeout - waited)
         time.sleep(max(pause, 0.0))  # the lock is not held here: other threads may release
         delay = min(delay * 2, _POLL_MAX)
+
+
+def open_lock_file(name: str) -> tuple[int, str]:
+    """Open (creating) the lock file *name* in :func:`slot_dir`, with the slot files' defences
+    (checked directory walk, ``O_EXCL | O_NOFOLLOW`` creation, read-only for another user's
+    file, no symlink, FIFO or hard link), close-on-exec; ``(fd, path)``.
+
+    The descriptor is closed in a forked child without being unlocked (like the slots'), so a
+    child never pins a lock its parent holds. Raises :class:`SlotDirectoryError` when the
+    directory or the entry cannot be trusted.
+    """
+    if not name or "/" in name or name in (".", "..") or _SLOT_NAME.fullmatch(name):
+        raise ValueError(f"lock file name must be a plain name, not a slot's: {name!r}")
+    directory = slot_dir()
+    path = os.path.join(directory, name)
+    with _lock:
+        dir_fd = _open_slot_dir(directory)
+        try:
+            for _ in range(3):  # an entry that vanished between two opens: try again
+                fd, why = _open_slot_file(dir_fd, name, directory)
+                if fd is not None:
+                    _open_fds.add(fd)
+                    return fd, path
+                if why is not None:
+                    raise SlotDirectoryError(
+                        directory,
+                        f"lock file {path} {why}, so it cannot be used. To fix: remove it "
+                        "(it is recreated on use) and check what created it.",
+                    )
+        finally:
+            os.close(dir_fd)
+    raise SlotDirectoryError(directory, f"lock file {path} keeps vanishing while opened")
+
+
+# ---------------------------------------------------------------------------
+# Survey (read-only, for diagnosis)
+# ---------------------------------------------------------------------------
+
+_SLOT_NAME = re.compile(r"dev(\d+)\.slot(\d+)")
+
+
+class SlotSurvey(NamedTuple):
+    """What the slot directory holds, seen without taking, creating or changing anything."""
+
+    #: The directory looked at.
+    directory: str
+    #: False when it does not exist yet (it is created on first use).
+    exists: bool
+    #: Device id -> PIDs holding one of its slots (from the kernel's lock table).
+    holders: dict[int, list[int]]
+    #: Device id -> slot files nobody holds: left by processes that ended, reused as they are.
+    unheld: dict[int, int]
+    #: Entries with a slot file's name that are not slot files (each blocks a slot).
+    junk: list[str]
+    #: False when ``/proc/locks`` could not be read (holders then come from the files' text).
+    locks_readable: bool
+
+
+def survey(directory: Optional[str] = None) -> SlotSurvey:
+    """Look at the slot directory (default :func:`slot_dir`): who holds which device's slots,
+    which slot files nobody holds, which entries are not slot files.
+
+    Checks the directory's safety like :func:`acquire` (raising :class:`SlotDirectoryError`)
+    but creates, repairs, locks and writes nothing.
+    """
+    path = slot_dir() if directory is None else directory
+    try:
+        dir_fd = _open_slot_dir(path, create=False)
+    except FileNotFoundError:
+        return SlotSurvey(path, False, {}, {}, [], True)
+    owners = _lock_owners()
+    holders: dict[int, list[int]] = {}
+    unheld: dict[int, int] = {}
+    junk: list[str] = []
+    try:
+        for name in sorted(os.listdir(dir_fd)):
+            match = _SLOT_NAME.fullmatch(name)
+            if match is None:
+                continue
+            device = int(match.group(1))
+            try:
+                fd = os.open(name, _FILE_OPEN | os.O_RDONLY, dir_fd=dir_fd)
+            except OSError as exc:
+                junk.append(f"{os.path.join(path, name)} ({exc.strerror})")
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                    junk.append(f"{os.path.join(path, name)} (not a slot file)")
+                    continue
+                key = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+                pid = owners.get(key) if owners is not None else _read_pid(fd)
+                if pid:
+                    holders.setdefault(device, []).append(pid)
+                else:
+                    unheld[device] = unheld.get(device, 0) + 1
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dir_fd)
+    return SlotSurvey(path, True, holders, unheld, junk, owners is not None)
 
 
 # ---------------------------------------------------------------------------

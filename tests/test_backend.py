@@ -115,6 +115,6 @@ def test_doctor_reports_the_environment():
         env=dict(os.environ, ASCEND_SAFE_BACKEND="sim", ASCEND_SAFE_MAX_PROCS="7"),
     )
     assert proc.returncode == 0, proc.stderr
-    assert "backend: sim" in proc.stdout
-    assert "processes allowed per device: 7" in proc.stdout
-    assert "enable_oom_killer" in proc.stdout
+    assert "backend: the simulator (ASCEND_SAFE_BACKEND=sim)" in proc.stdout
+    assert "process_slots: 7 processes allowed per device" in proc.stdout
+    assert "oom_killer:" in proc.stdout

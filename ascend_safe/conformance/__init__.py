@@ -1,8 +1,8 @@
 """The conformance kit: the simulator's claims about pyacl, checked against a real NPU.
 
 Each case probes one behaviour of the ``acl`` module (return shapes, error codes, argument
-parsing, async semantics, events, memory, process rules) and compares what it observes with the
-expectation the simulator implements, written once next to the case with its evidence in
+parsing, async semantics, events, memory, models, process rules) and compares what it observes
+with the expectation the simulator implements, written once next to the case with its evidence in
 pyACL's source or docs. The simulator's own tests run the same cases, so an expectation is
 stated in one place. ``python -m ascend_safe conformance`` runs the kit (docs/conformance.md).
 
@@ -11,13 +11,25 @@ The kit talks only to an ``acl`` module object: it imports no resource class of 
 
 from __future__ import annotations
 
-from . import cases_async, cases_errors, cases_memory, cases_parsing, cases_process, cases_shapes
+from . import (
+    cases_async,
+    cases_callbacks,
+    cases_descriptors,
+    cases_errors,
+    cases_memory,
+    cases_models,
+    cases_parsing,
+    cases_process,
+    cases_shapes,
+)
 from ._case import CATEGORIES, Case, NotApplicable, Probe, SetupError, case, cases, shape
 from ._report import Report, run, select
 from ._runner import Result, run_in_children, run_inline
+from .cases_models import SAMPLE_MODELS, write_sample_models
 
 __all__ = [
     "CATEGORIES",
+    "SAMPLE_MODELS",
     "Case",
     "NotApplicable",
     "Probe",
@@ -31,13 +43,17 @@ __all__ = [
     "run_inline",
     "select",
     "shape",
+    "write_sample_models",
 ]
 
 # The case modules register their cases on import.
 _CASE_MODULES = (
     cases_async,
+    cases_callbacks,
+    cases_descriptors,
     cases_errors,
     cases_memory,
+    cases_models,
     cases_parsing,
     cases_process,
     cases_shapes,

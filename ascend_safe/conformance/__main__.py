@@ -45,6 +45,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--hold-device", type=int, default=None)
     parser.add_argument("--device", type=int, default=0)
     parser.add_argument("--wrap", default=None, help="test-only: module:function wrapping acl")
+    parser.add_argument("--model", action="append", default=[], help="a model file")
     parser.add_argument("ids", nargs="*")
     args = parser.parse_args(argv)
     if args.hold_device is not None:
@@ -68,6 +69,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         device=args.device,
         starting=lambda case: _emit(f"{MARK}start {case.id}"),
         report=report,
+        models=args.model,
     )
     return 0
 

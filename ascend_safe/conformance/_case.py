@@ -34,6 +34,7 @@ CATEGORIES = (
     "async",
     "events",
     "memory",
+    "models",
     "process",
 )
 
@@ -177,6 +178,8 @@ class Probe:
 
     acl: Any
     device: int = 0
+    #: Model files the user gave (``--model PATH``); model cases pick one that fits.
+    models: tuple[str, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
     _cleanups: list[Callable[[], Any]] = field(default_factory=list)
     _keep: list[Any] = field(default_factory=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Optional
@@ -191,12 +192,14 @@ def run(
     device: int = 0,
     selected: Optional[list[Case]] = None,
     wrap: Optional[str] = None,
+    models: Sequence[str] = (),
 ) -> Report:
     """Run the conformance cases against *acl* (default: the backend in use).
 
     Cases that need a child process run in ``python -m ascend_safe.conformance --child``
     children, which use the backend that ``ASCEND_SAFE_BACKEND`` selects, wrapped by *wrap*
-    (``"module:function"``; a test-only hook) when given.
+    (``"module:function"``; a test-only hook) when given. *models* are model files for the
+    model cases (``--model PATH``); without one that fits, a model case is skipped.
     """
     if acl is None:
         acl = _backend.acl()
@@ -207,14 +210,19 @@ def run(
         "platform": f"{sys.platform} {platform.machine()}",
         "ascend_safe": _package_version(),
         "device": device,
+        "models": [str(m) for m in models],
     }
     inline = [c for c in chosen if not c.in_child]
     children = [c for c in chosen if c.in_child]
     results = run_inline(
-        acl, inline, device=device, on_device=lambda m: collect_environment(m, environment)
+        acl,
+        inline,
+        device=device,
+        on_device=lambda m: collect_environment(m, environment),
+        models=models,
     )
     if children:
-        results += run_in_children(children, device=device, wrap=wrap)
+        results += run_in_children(children, device=device, wrap=wrap, models=models)
     order = {c.id: i for i, c in enumerate(chosen)}
     results.sort(key=lambda r: order[r.case.id])
     return Report(environment=environment, results=results, left_out=left_out)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Optional
 
@@ -71,8 +72,8 @@ class Result:
         )
 
 
-def _run_one(acl: Any, case: Case, device: int) -> Result:
-    probe = Probe(acl=acl, device=device)
+def _run_one(acl: Any, case: Case, device: int, models: tuple[str, ...] = ()) -> Result:
+    probe = Probe(acl=acl, device=device, models=models)
     started = time.perf_counter()
     status, observed, detail = "error", None, ""
     try:
@@ -103,19 +104,22 @@ def run_inline(
     on_device: Optional[Callable[[Any], None]] = None,
     report: Optional[Callable[[Result], None]] = None,
     starting: Optional[Callable[[Case], None]] = None,
+    models: Sequence[str] = (),
 ) -> list[Result]:
     """Run *cases* in this process, phase by phase; the kit's init and device are undone.
 
     *on_device* is called once with the device set (the report collects the environment
-    there); *starting* and *report* see each case begin and end.
+    there); *starting* and *report* see each case begin and end; *models* are the model files
+    the model cases may load.
     """
+    model_files = tuple(str(m) for m in models)
     results: list[Result] = []
 
     def run(selected: list[Case]) -> None:
         for case in selected:
             if starting is not None:
                 starting(case)
-            result = _run_one(acl, case, device)
+            result = _run_one(acl, case, device, model_files)
             results.append(result)
             if report is not None:
                 report(result)
@@ -169,10 +173,14 @@ def _reader(stream: IO[str], lines: queue.Queue[Optional[str]]) -> None:
     lines.put(None)
 
 
-def _child_command(ids: list[str], device: int, wrap: Optional[str]) -> list[str]:
+def _child_command(
+    ids: list[str], device: int, wrap: Optional[str], models: Sequence[str] = ()
+) -> list[str]:
     command = [sys.executable, "-m", "ascend_safe.conformance", "--child", "--device", str(device)]
     if wrap:
         command += ["--wrap", wrap]
+    for model in models:
+        command += ["--model", str(model)]
     return command + ids
 
 
@@ -193,6 +201,7 @@ def run_in_children(
     device: int = 0,
     wrap: Optional[str] = None,
     report: Optional[Callable[[Result], None]] = None,
+    models: Sequence[str] = (),
 ) -> list[Result]:
     """Run *cases* in child processes; a crash or hang fails only the case it happened in."""
     by_id = {c.id: c for c in cases}
@@ -207,7 +216,7 @@ def run_in_children(
 
     while remaining:
         child = subprocess.Popen(
-            _child_command(list(remaining), device, wrap),
+            _child_command(list(remaining), device, wrap, models),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

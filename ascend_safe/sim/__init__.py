@@ -12,15 +12,26 @@ format is ``_model_file``), ``_media`` (descriptor create/destroy pairs), ``_pro
 (process-creation hook, hibernation), ``_slots`` (the machine's shared state:
 slots and the memory ledger), ``_callback`` (report threads, host callbacks), ``_applog``
 (``acl.app_log``) and ``_runtime`` (init, devices, teardown), which composes them into
-:class:`Simulator`; ``_api`` builds the ``acl`` module tree.
+:class:`Simulator`; ``_api`` builds the ``acl`` module tree; ``_signals`` defers Python signal
+handlers during calls.
+
+The source decides: behaviour follows pyACL's C source (``hicann/runtime``: ``python/pyACL/`` for
+argument formats and return shapes, ``src/acl/aclrt_impl/`` and ``src/runtime/api/impl/`` for
+checks and error codes). Where the documentation states a restriction the source does not
+enforce (acl.init first, 64-byte aligned and pinned memcpy_async memory, staying inside the
+requested size), the call succeeds as on the runtime and a ``documented_restriction`` violation
+is recorded; the ``strict`` option returns the documented error instead. Signals arriving while
+the main thread is inside a call run their Python handlers when the call returns, as with C.
 
 Module tree: ``acl`` (init, finalize, finalize_reference, get_version, get_soc_name,
 get_recent_err_msg, get_cann_version, data buffers, data_type_size, app_log, tensor
 descriptions), ``acl.rt`` (device, context, stream, event, memory, report threads and host
 callbacks, op timeouts), ``acl.media`` (dvpp_malloc, dvpp_free, descriptor pairs), ``acl.util``
 (numpy/bytes pointer helpers, start_thread, stop_thread), ``acl.mdl`` (models, datasets, AIPP),
-``acl.op`` (attributes). No constants are exported, as in pyacl. Arguments are
-positional only; a wrong count or type raises ``TypeError("acl.<sub>.<fn> args parse failed")``.
+``acl.op`` (attributes). No constants are exported, as in pyacl. Arguments are positional only
+and parsed per pyACL's format string with CPython's rules (``i``/``I`` accept any ``__index__``
+object, ``k``/``K`` only ``int``); a failure raises ``TypeError("acl.<sub>.<fn> args parse
+failed")``.
 
 Options (``configure(**options)``; the environment variable ``ASCEND_SAFE_SIM_CONFIG``, a JSON
 object of options, then ``ASCEND_SAFE_SIM_<OPTION>``, read at import and at ``reset()``;
@@ -43,15 +54,11 @@ option -> TypeError, bad value -> ValueError):
 - ``record_file`` (None): violations are also appended to this file as JSON lines, so a parent
   sees those of its children.
 - ``model_cost_per_mb`` (0.002 s): time a model execution takes per MiB it reads and writes.
+- ``strict`` (False): documented restrictions return their documented error instead of
+  being recorded as ``documented_restriction`` violations.
 
-Error codes the reference leaves open, as chosen here: out-of-range device 107001; no current
-context 107002; stale/foreign/double-destroyed handle 107017 (data buffers: 100000); destroying
-a stream from a context other than its own 107003; destroying a default context 100000; bad or
-foreign pointer in memcpy/memset 107000; free of a foreign/freed pointer 207002; unaligned
-memcpy_async 100000; memcpy kind out of 0..7 100000; missing init config file 100003, non-JSON
-config 100006; finalize before init 100037; forked-child call 507899; lost device 207004;
-event_elapsed_time on an unrecorded/incomplete event 507006; device sync timeout 507046;
-reset_device of a device not set: 0 (no-op).
+Every behaviour and error code, with what the source does and why the simulator differs where
+it does, is listed in ``docs/simulator.md``.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ from . import _config, _model_file, _slots
 from ._api import SPECS, build_modules
 from ._core import Violation
 from ._runtime import Simulator
+from ._signals import DEFERRAL
 
 __all__ = [
     "Violation",
@@ -105,7 +113,13 @@ def acl_module() -> types.ModuleType:
 
 
 def install() -> types.ModuleType:
-    """Make ``import acl`` (and its submodules) the simulator; idempotent."""
+    """Make ``import acl`` (and its submodules) the simulator; idempotent.
+
+    From the main thread this also wraps the Python signal handlers installed so far, so their
+    signals are deferred while a simulated call runs (handlers installed later are wrapped by
+    ``signal.signal``; otherwise the first call from the main thread does it).
+    """
+    DEFERRAL.install()
     sys.modules.update(_MODULES)
     return _MODULES["acl"]
 
@@ -135,7 +149,8 @@ def reset() -> None:
     """Tear down all simulator state, undo ``configure()`` (in the environment too) and
     re-read defaults and environment variables (tests)."""
     _config.restore_env()
-    _SIM.reset()
+    with _SIM.uninterruptible():
+        _SIM.reset()
 
 
 def state_dir() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import operator
 import types
 import warnings
 from typing import Any, Callable, Optional
@@ -26,9 +27,10 @@ def _spec(name: str, fmt: str, outs: Optional[tuple[Any, ...]] = (), **flags: An
 
 
 #: Every simulated function: dotted name below ``acl``, parse format, outputs before ``ret``.
-#: Format letters follow CPython's ``PyArg_ParseTuple``: ``k``/``K`` unsigned long / long long
-#: (masked, bool ok), ``I`` unsigned int (masked), ``i`` C int (range-checked), ``s`` str, ``O``
-#: any object, ``|`` starts optional arguments.
+#: Formats are pyACL's own (``python/pyACL/py_init_acl.cpp``, ``rt/rt_device.cpp``,
+#: ``rt/rt_context.cpp``, ``rt/rt_stream.cpp``, ``rt/rt_synchronize.cpp``, ``rt/rt_memory.cpp``);
+#: letters as CPython's ``PyArg_ParseTuple`` (see ``_INT_LETTERS``); ``s`` str, ``O`` any object,
+#: ``|`` starts optional arguments.
 SPECS: tuple[ApiSpec, ...] = (
     _spec("init", "|s", needs_init=False),
     _spec("finalize", "", needs_init=False, cleanup=True),
@@ -36,7 +38,7 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("get_version", "", (0, 0, 0), needs_init=False),
     _spec("get_soc_name", "", None, needs_init=False),
     _spec("get_recent_err_msg", "", None, needs_init=False),
-    _spec("get_cann_version", "i", (None,)),
+    _spec("get_cann_version", "I", (None,)),
     _spec("create_data_buffer", "kk", None, bare_default=0, needs_init=False),
     _spec("destroy_data_buffer", "k", needs_init=False, cleanup=True),
     _spec("get_data_buffer_addr", "k", None, bare_default=0, needs_init=False),
@@ -48,7 +50,7 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("rt.reset_device_force", "i", cleanup=True),
     _spec("rt.get_device", "", (0,)),
     _spec("rt.get_device_count", "", (0,)),
-    _spec("rt.get_run_mode", "", (0,)),
+    _spec("rt.get_run_mode", "", (0,), needs_init=False),
     _spec("rt.synchronize_device", "", locked=False),
     _spec("rt.synchronize_device_with_timeout", "i", locked=False),
     _spec("rt.create_context", "i", (0,)),
@@ -56,15 +58,15 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("rt.set_context", "k", cleanup=True),
     _spec("rt.get_context", "", (0,), cleanup=True),
     _spec("rt.create_stream", "", (0,)),
-    _spec("rt.create_stream_with_config", "ik", (0,)),
+    _spec("rt.create_stream_with_config", "ii", (0,)),
     _spec("rt.destroy_stream", "k", cleanup=True, locked=False),
     _spec("rt.destroy_stream_force", "k", cleanup=True, locked=False),
     _spec("rt.synchronize_stream", "k", locked=False),
     _spec("rt.synchronize_stream_with_timeout", "ki", locked=False),
     _spec("rt.stream_query", "k", (0,)),
     _spec("rt.create_event", "", (0,)),
-    _spec("rt.create_event_with_flag", "k", (0,)),
-    _spec("rt.create_event_ex_with_flag", "k", (0,)),
+    _spec("rt.create_event_with_flag", "I", (0,)),
+    _spec("rt.create_event_ex_with_flag", "I", (0,)),
     _spec("rt.destroy_event", "k", cleanup=True),
     _spec("rt.record_event", "kk"),
     _spec("rt.reset_event", "kk"),
@@ -84,7 +86,7 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("rt.memset", "kkik"),
     _spec("rt.memset_async", "kkikk"),
     _spec("rt.memcpy", "kkkki"),
-    _spec("rt.memcpy_async", "kkkkik"),
+    _spec("rt.memcpy_async", "kkkkik", locked=False),
     _spec("rt.get_mem_info", "i", (0, 0)),
     _spec("media.dvpp_malloc", "k", (0,)),
     _spec("media.dvpp_free", "k", cleanup=True),
@@ -167,28 +169,62 @@ SPECS: tuple[ApiSpec, ...] = (
 _CPYTHON_COUNT_ERROR = frozenset({"util.start_thread"})
 
 
+#: Integer format letters: (C range or None when masked, bits when masked, needs a real int).
+#: CPython's getargs.c: ``b h i l L`` call ``__index__`` and range-check (OverflowError);
+#: ``B H I`` call ``__index__`` and mask without overflow checking; ``k K`` accept only
+#: ``int`` objects (``PyLong_Check``; numpy integers raise TypeError) and mask.
+_INT_LETTERS: dict[str, tuple[Optional[tuple[int, int]], int, bool]] = {
+    "b": ((0, 255), 0, False),
+    "h": ((-(1 << 15), (1 << 15) - 1), 0, False),
+    "i": ((_INT_MIN, _INT_MAX), 0, False),
+    "l": ((-(1 << 63), (1 << 63) - 1), 0, False),
+    "L": ((-(1 << 63), (1 << 63) - 1), 0, False),
+    "B": (None, 8, False),
+    "H": (None, 16, False),
+    "I": (None, 32, False),
+    "k": (None, 64, True),
+    "K": (None, 64, True),
+}
+
+
+def _parse_int(letter: str, value: Any) -> int:
+    """One integer argument as ``PyArg_ParseTuple`` converts it; TypeError/OverflowError."""
+    bounds, bits, exact = _INT_LETTERS[letter]
+    if exact:
+        if not isinstance(value, int):
+            raise TypeError(f"an int is required, not {type(value).__name__}")
+        number = int(value)
+    else:
+        if isinstance(value, float):
+            raise TypeError("integer argument expected, got float")
+        number = operator.index(value)
+    if bounds is not None:
+        low, high = bounds
+        if not low <= number <= high:
+            raise OverflowError(f"{number} is out of range {low}..{high}")
+        return number
+    return number & ((1 << bits) - 1)
+
+
 def _parse(full: str, fmt: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Check *args* against *fmt* like ``PyArg_ParseTuple``; TypeError like pyacl on failure."""
+    """Check *args* against *fmt* like ``PyArg_ParseTuple``; TypeError like pyacl on failure.
+
+    pyacl wraps every parse in ``CHECK_NULL(..., "acl.<fn> args parse failed")``, which sets a
+    TypeError with that text whatever CPython raised (wrong type, OverflowError, ...).
+    """
     required = fmt.split("|")[0]
     letters = fmt.replace("|", "")
     if not len(required) <= len(args) <= len(letters):
         raise TypeError(f"{full} args parse failed")
     out: list[Any] = []
     for letter, value in zip(letters, args):
-        if letter in ("k", "K"):
-            if not isinstance(value, int):
-                raise TypeError(f"{full} args parse failed")
-            out.append(int(value) & _MASK64)
-        elif letter == "I":  # unsigned int, masked like PyArg_ParseTuple (no range check)
-            if not isinstance(value, int):
-                raise TypeError(f"{full} args parse failed")
-            out.append(int(value) & _MASK32)
-        elif letter == "i":
-            if not isinstance(value, int) or not _INT_MIN <= value <= _INT_MAX:
-                raise TypeError(f"{full} args parse failed")
-            out.append(int(value))
+        if letter in _INT_LETTERS:
+            try:
+                out.append(_parse_int(letter, value))
+            except (TypeError, OverflowError, ValueError):
+                raise TypeError(f"{full} args parse failed") from None
         elif letter == "s":
-            if not isinstance(value, str):
+            if not isinstance(value, str) or "\0" in value:
                 raise TypeError(f"{full} args parse failed")
             out.append(value)
         else:
@@ -225,6 +261,22 @@ def _numpy() -> Any:
 def _host_only(ptr: int, api: str) -> None:
     if ptr == 0 or is_device_address(ptr):
         raise ValueError(f"acl.util.{api}: 0x{ptr:x} is not host memory the host can read")
+
+
+def _readable(sim: Simulator, ptr: int, size: int, api: str) -> int:
+    """Real address the host reads for ``[ptr, ptr+size)``.
+
+    In RC mode (run_mode 0) host and device memory are one, so a device pointer is readable
+    (pyACL's util/bytes_convert.cpp only wraps the address); in host mode it is not.
+    """
+    if ptr != 0 and is_device_address(ptr) and sim.config.run_mode == 0:
+        with sim.lock:
+            alloc = sim.dev_map.find(ptr)
+            if alloc is not None and not alloc.freed and ptr - alloc.ptr + size <= alloc.extent:
+                return alloc.real + (ptr - alloc.ptr)
+        raise ValueError(f"acl.util.{api}: 0x{ptr:x}+{size} is not inside live device memory")
+    _host_only(ptr, api)
+    return ptr
 
 
 def _numpy_to_ptr(array: Any) -> int:
@@ -267,18 +319,18 @@ _NPY_TYPES = {
 }
 
 
-def _ptr_to_numpy(ptr: int, shape: Any, npy_type: int) -> Any:
+def _ptr_to_numpy(sim: Simulator, ptr: int, shape: Any, npy_type: int) -> Any:
     np = _numpy()
     if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise ValueError("acl.util.ptr_to_numpy: shape must be a tuple of non-negative ints")
     if npy_type not in _NPY_TYPES:
         raise ValueError(f"acl.util.ptr_to_numpy: unsupported npy type {npy_type}")
-    _host_only(ptr, "ptr_to_numpy")
     dtype = np.dtype(_NPY_TYPES[npy_type])
     count = 1
     for n in shape:
         count *= n
-    raw = (ctypes.c_char * (count * dtype.itemsize)).from_address(ptr)
+    real = _readable(sim, ptr, count * dtype.itemsize, "ptr_to_numpy")
+    raw = (ctypes.c_char * (count * dtype.itemsize)).from_address(real)
     return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
 
 
@@ -289,17 +341,12 @@ def _bytes_to_ptr(data: Any) -> int:
     return int(address or 0)
 
 
-def _ptr_to_bytes(ptr: int, size: int) -> bytes:
-    _host_only(ptr, "ptr_to_bytes")
-    return ctypes.string_at(ptr, size)
 
 
 _UTIL: dict[str, Callable[..., Any]] = {
     "api_numpy_to_ptr": _numpy_to_ptr,
     "api_numpy_contiguous_to_ptr": _numpy_contiguous_to_ptr,
-    "api_ptr_to_numpy": _ptr_to_numpy,
     "api_bytes_to_ptr": _bytes_to_ptr,
-    "api_ptr_to_bytes": _ptr_to_bytes,
 }
 
 
@@ -307,6 +354,20 @@ def build_modules(sim: Simulator) -> dict[str, types.ModuleType]:
     """Fresh ``acl`` module tree (with rt, media, util, mdl) bound to *sim*."""
     for impl, fn in _UTIL.items():
         setattr(sim, impl, fn)
+
+    def ptr_to_bytes(ptr: int, size: int) -> bytes:
+        if ptr == 0:
+            # util/bytes_convert.cpp: PyBytes_FromStringAndSize(NULL, size) is a new bytes
+            # object of *size* unset bytes, not an error
+            sim.violate("foreign_handle", f"ptr_to_bytes of NULL ({size} bytes of nothing)")
+            return bytes(size)
+        return ctypes.string_at(_readable(sim, ptr, size, "ptr_to_bytes"), size)
+
+    def ptr_to_numpy(ptr: int, shape: Any, npy_type: int) -> Any:
+        return _ptr_to_numpy(sim, ptr, shape, npy_type)
+
+    sim.api_ptr_to_bytes = ptr_to_bytes  # type: ignore[attr-defined]
+    sim.api_ptr_to_numpy = ptr_to_numpy  # type: ignore[attr-defined]
     root = types.ModuleType("acl", "Simulated pyacl (ascend_safe.sim); exports no constants.")
     root.__path__ = []
     root.__ascend_safe_sim__ = True  # type: ignore[attr-defined]

@@ -42,6 +42,7 @@ class Config:
     lose_device_on_hibernate: bool = True
     record_file: Optional[str] = None
     model_cost_per_mb: float = 0.002
+    strict: bool = False
 
     def process_limit(self) -> int:
         """Processes allowed per device: the override, or the product default."""
@@ -110,6 +111,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "lose_device_on_hibernate": _bool,
     "record_file": _optional(_str),
     "model_cost_per_mb": _float,
+    "strict": _bool,
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._codes import INVALID_PARAM, RT_CONTEXT_NULL
+from ._codes import RT_CONTEXT_NULL, RT_PARAM_INVALID
 from ._core import Fail
 from ._objects import Context, Stream
 from ._stream import StreamDomain
@@ -41,9 +41,16 @@ class ContextDomain(StreamDomain):
         return (ctx.handle,)
 
     def api_destroy_context(self, handle: int) -> tuple[()]:
-        ctx = self._lookup(self.contexts, handle, "context", destroy=True)
+        # api_impl.cc ContextDestroy: a context that is not valid (destroyed, foreign) and a
+        # primary (default) context both give RT_ERROR_CONTEXT_NULL
+        ctx = self._lookup(self.contexts, handle, "context", destroy=True, code=RT_CONTEXT_NULL)
         if ctx.default:
-            raise Fail(INVALID_PARAM, "the default context of a device cannot be destroyed")
+            # The runtime refuses to destroy a primary (default) context: RT_ERROR_CONTEXT_NULL
+            raise Fail(
+                RT_CONTEXT_NULL,
+                f"context 0x{handle:x} is the default context of device {ctx.device}; it is "
+                "released by reset_device, not destroy_context",
+            )
         if ctx.streams:
             self.violate(
                 "teardown_order",
@@ -54,7 +61,8 @@ class ContextDomain(StreamDomain):
         return ()
 
     def api_set_context(self, handle: int) -> tuple[()]:
-        ctx = self._lookup(self.contexts, handle, "context")
+        # api_error.cc ContextSetCurrent: CHECK_CONTEXT_VALID_WITH_RETURN(..., INVALID_VALUE)
+        ctx = self._lookup(self.contexts, handle, "context", code=RT_PARAM_INVALID)
         self.tls.context = ctx
         return ()
 

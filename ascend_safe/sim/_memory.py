@@ -15,6 +15,7 @@ from ._codes import (
     INVALID_PARAM,
     RT_DRV_INTERNAL_ERROR,
     RT_FEATURE_NOT_SUPPORT,
+    RT_INVALID_MEMORY_TYPE,
     RT_MEMORY_ALLOCATION,
     RT_MEMORY_FREE,
     RT_PARAM_INVALID,
@@ -31,6 +32,11 @@ _LOW_HOST = 0x10000
 #: pointer into one is recognised instead of aliasing new memory.
 _QUARANTINE_BYTES = 64 << 20
 _MEM_ATTR_MAX = 17
+_SIZE_MAX = (1 << 64) - 1
+#: aclrtMemAttr values (include/external/acl/acl_rt.h) naming DDR and HBM memory; 12..17 are
+#: the generic ACL_MEM_* attributes (the device's own memory, whatever it is).
+_DDR_ATTRS = frozenset({0, 2, 3, 6, 7})
+_HBM_ATTRS = frozenset({1, 4, 5, 8, 9, 10, 11})
 _MEMCPY_KIND_MAX = 7
 #: A blocked RC-mode malloc re-reads the shared ledger this often (first, most), for frees made
 #: by other processes; frees in this process wake it at once.
@@ -43,23 +49,23 @@ class MemoryDomain(StreamDomain):
 
     def _free_alloc(self, alloc: Alloc) -> None:
         if alloc.pending:
+            # On hardware the queued copy races the free: the runtime does not wait for it.
+            # The task is not cancelled; it runs against the released block, whose backing
+            # bytes stay alive until the last task using it finishes (see _finish).
             self.violate(
                 "free_with_pending_work",
                 f"{alloc.kind} 0x{alloc.ptr:x} freed while {alloc.pending} queued stream "
-                "task(s) still use it; synchronize the stream first",
+                "task(s) still use it; the copy races the free (on hardware it may read or "
+                "overwrite whatever reuses the block); synchronize the stream first",
             )
-            for stream in self.all_streams:
-                with stream.cond:
-                    for task in stream.queue:
-                        if alloc in task.allocs:
-                            task.run = None
         alloc.freed = True
         self.allocs.pop(alloc.ptr, None)
         if alloc.is_device:
             device = self.devices[alloc.device]
             device.used -= alloc.extent
             self._publish_usage(device)
-            alloc.drop()
+            if not alloc.pending:
+                alloc.drop()
             self.mem_cond.notify_all()
         else:
             self.quarantine.append(alloc)
@@ -152,6 +158,9 @@ class MemoryDomain(StreamDomain):
     def _allocate(self, kind: str, size: int, plus32: bool) -> tuple[int]:
         if size == 0:
             raise Fail(INVALID_PARAM, "size must be > 0")
+        if size + (64 if plus32 else 32) > _SIZE_MAX:
+            # GetAlignedAndPaddingSize (src/acl/aclrt_impl/memory.cpp): size + padding overflows
+            raise Fail(INVALID_PARAM, f"size {size} is too large (size + padding overflows)")
         ctx = self._current()
         device = self._device(ctx.device)
         extent = round_size(size, plus32)
@@ -191,7 +200,8 @@ class MemoryDomain(StreamDomain):
         ctx = self._current()
         if size > self.config.memory_per_device:
             raise Fail(RT_MEMORY_ALLOCATION, f"cannot allocate {size} bytes of host memory")
-        extent = round_size(size)
+        # api_impl.cc HostMalloc: the size is rounded up to 32 bytes, with no +32 padding
+        extent = round_size(size, False)
         alloc = Alloc("host_memory", 0, size, extent, ctx.device)
         try:
             alloc.back(extent, align=64)
@@ -250,35 +260,54 @@ class MemoryDomain(StreamDomain):
             raise Fail(RT_PARAM_INVALID, f"{role} 0x{ptr:x} points into freed memory")
         self._check_lost(alloc.device)
         offset = ptr - alloc.ptr
-        if offset + count > alloc.size:
+        if offset + count > alloc.extent:
+            # Beyond the reserved extent the bytes belong to nothing (or to another block):
+            # the runtime does not check, the device faults or corrupts another allocation.
+            # The simulator cannot write there, so it refuses and records the overrun.
+            self.violate(
+                "out_of_bounds",
+                f"{role} range 0x{ptr:x}+{count} runs past the {alloc.extent}-byte reserved "
+                f"extent of the {alloc.size}-byte {alloc.kind} at 0x{alloc.ptr:x}",
+            )
             raise Fail(
                 RT_PARAM_INVALID,
                 f"{role} range 0x{ptr:x}+{count} overruns the {alloc.size}-byte allocation "
-                f"at 0x{alloc.ptr:x}",
+                f"at 0x{alloc.ptr:x} (reserved extent {alloc.extent} bytes)",
+            )
+        if offset + count > alloc.size:
+            # The runtime pads every block (size rounded up to 32, plus 32) and checks no
+            # bounds: the padding is usable, but only the requested size is documented.
+            self.documented(
+                "only the requested size of an allocation may be accessed",
+                f"{role} range 0x{ptr:x}+{count} goes past the {alloc.size} requested bytes "
+                f"of {alloc.kind} 0x{alloc.ptr:x} into its padding ({alloc.extent} reserved)",
+                RT_PARAM_INVALID,
             )
         return alloc.real + offset, alloc
 
     def _check_memset(self, ptr: int, max_count: int, count: int) -> tuple[int, Optional[Alloc]]:
+        # aclrtMemset(Async)Impl: NULL -> 100000; the runtime: count > max -> 107000.
         if ptr == 0:
             raise Fail(INVALID_PARAM, "pointer is 0 (NULL)")
         if count > max_count:
-            raise Fail(INVALID_PARAM, f"count {count} exceeds max_count {max_count}")
+            raise Fail(RT_PARAM_INVALID, f"count {count} exceeds max_count {max_count}")
         self._current()
         return self._resolve(ptr, count, "dst")
 
     def api_memset(self, ptr: int, max_count: int, value: int, count: int) -> tuple[()]:
+        if count == 0:  # aclrtMemsetImpl returns success before any check
+            return ()
         real, _ = self._check_memset(ptr, max_count, count)
-        if count:
-            ctypes.memset(real, value & 0xFF, count)
+        ctypes.memset(real, value & 0xFF, count)
         return ()
 
     def api_memset_async(
         self, ptr: int, max_count: int, value: int, count: int, stream_handle: int
     ) -> tuple[()]:
-        real, alloc = self._check_memset(ptr, max_count, count)
-        stream = self._stream(stream_handle)
-        if count == 0:
+        if count == 0:  # aclrtMemsetAsyncImpl returns success before any check
             return ()
+        real, alloc = self._check_memset(ptr, max_count, count)
+        stream = self._stream_of_context(stream_handle)
         byte = value & 0xFF
 
         def run() -> None:
@@ -291,12 +320,14 @@ class MemoryDomain(StreamDomain):
     def _check_copy(
         self, dst: int, dest_max: int, src: int, count: int, kind: int
     ) -> tuple[int, Optional[Alloc], int, Optional[Alloc]]:
+        # aclrtMemcpy(Async)Impl (src/acl/aclrt_impl/memory.cpp): NULL and kind -> 100000;
+        # the runtime (api_error.cc MemcpyAsync, rtMemcpy): count > dest_max -> 107000.
         if dst == 0 or src == 0:
             raise Fail(INVALID_PARAM, "dst and src must not be 0 (NULL)")
-        if count > dest_max:
-            raise Fail(INVALID_PARAM, f"count {count} exceeds dest_max {dest_max}")
         if not 0 <= kind <= _MEMCPY_KIND_MAX:
             raise Fail(INVALID_PARAM, f"memcpy kind {kind} is out of range 0..7")
+        if count > dest_max:
+            raise Fail(RT_PARAM_INVALID, f"count {count} exceeds dest_max {dest_max}")
         self._current()
         real_dst, dst_alloc = self._resolve(dst, count, "dst")
         real_src, src_alloc = self._resolve(src, count, "src")
@@ -312,31 +343,72 @@ class MemoryDomain(StreamDomain):
     def api_memcpy_async(
         self, dst: int, dest_max: int, src: int, count: int, kind: int, stream_handle: int
     ) -> tuple[()]:
-        if count == 0:
+        """``rt.memcpy_async`` (runs without the global lock held: a pageable copy waits)."""
+        if count == 0:  # aclrtMemcpyAsyncImpl returns success before any check
             return ()
-        if dst % 64 or src % 64:
-            raise Fail(INVALID_PARAM, "memcpy_async needs 64-byte aligned dst and src")
-        real_dst, dst_alloc, real_src, src_alloc = self._check_copy(dst, dest_max, src, count, kind)
-        stream = self._stream(stream_handle)
-        on_device = any(a is not None and a.is_device for a in (dst_alloc, src_alloc))
-        if not on_device and self.config.run_mode == 1:
-            raise Fail(
-                RT_FEATURE_NOT_SUPPORT, "host-to-host memcpy_async is not supported in host mode"
+        with self.lock:
+            real_dst, dst_alloc, real_src, src_alloc = self._check_copy(
+                dst, dest_max, src, count, kind
             )
+            for role, address in (("dst", dst), ("src", src)):
+                if address % 64:
+                    self.documented(
+                        "memcpy_async addresses must be 64-byte aligned",
+                        f"{role} 0x{address:x} is not 64-byte aligned",
+                        INVALID_PARAM,
+                    )
+            stream = self._stream(stream_handle)
+            on_device = any(a is not None and a.is_device for a in (dst_alloc, src_alloc))
+            if not on_device and self.config.run_mode == 1:
+                raise Fail(
+                    RT_FEATURE_NOT_SUPPORT,
+                    "host-to-host memcpy_async is not supported in host mode",
+                )
+            pageable = self.config.run_mode == 1 and (dst_alloc is None or src_alloc is None)
+            if pageable:
+                # api_error.cc MemcpyAsync: a copy involving pageable host memory becomes an
+                # implicit stream synchronize plus a synchronous copy.
+                self.documented(
+                    "memcpy_async host memory must come from malloc_host",
+                    f"{'dst' if dst_alloc is None else 'src'} is ordinary (pageable) host "
+                    "memory; the runtime synchronized the stream and copied synchronously",
+                    INVALID_PARAM,
+                )
+                target = stream.submitted
+            else:
+                self._check_stream_context(stream, stream_handle)
+                allocs = tuple(a for a in (dst_alloc, src_alloc) if a is not None)
 
-        def run() -> None:
+                def run() -> None:
+                    ctypes.memmove(real_dst, real_src, count)
+
+                self._submit(stream, Task(run, allocs=allocs, is_memory=True))
+                return ()
+        self._wait_stream(stream, target, None)
+        with self.lock:
+            for alloc in (dst_alloc, src_alloc):
+                if alloc is not None and alloc.freed:
+                    self.violate(
+                        "stale_handle",
+                        f"{alloc.kind} 0x{alloc.ptr:x} was freed while memcpy_async waited",
+                    )
+                    raise Fail(RT_PARAM_INVALID, f"0x{alloc.ptr:x} was freed during the copy")
             ctypes.memmove(real_dst, real_src, count)
-
-        allocs = tuple(a for a in (dst_alloc, src_alloc) if a is not None)
-        self._submit(stream, Task(run, allocs=allocs, is_memory=True))
         return ()
 
     def api_get_mem_info(self, attr: int) -> tuple[int, int]:
+        # api_error.cc MemGetInfoEx: an attribute outside the enum -> RT_ERROR_INVALID_MEMORY_TYPE
         if not 0 <= attr <= _MEM_ATTR_MAX:
-            raise Fail(INVALID_PARAM, f"memory attribute {attr} is out of range 0..17")
+            raise Fail(RT_INVALID_MEMORY_TYPE, f"memory attribute {attr} is out of range 0..17")
         ctx = self._current()
         device = self._device(ctx.device)
         total = self.config.memory_per_device
+        hbm_device = self.config.soc_name.startswith(("Ascend910", "Ascend950"))
+        # A device has one kind of memory: HBM on Ascend910/950 parts, DDR on the others
+        # (Ascend310*). Queries for the other kind report (0, 0); the generic ACL_MEM_*
+        # attributes report the device's memory.
+        if (attr in _DDR_ATTRS and hbm_device) or (attr in _HBM_ATTRS and not hbm_device):
+            return (0, 0)
         try:
             others = self._ledger(device).others(sweep=True)
         except OSError as exc:

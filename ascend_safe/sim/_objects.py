@@ -12,10 +12,26 @@ from typing import Callable, Optional
 from ._alloc import DEVICE_BASE, DVPP_OFFSET, REGION, Alloc
 from ._slots import DeviceLedger
 
-__all__ = ["EVENT_SYNC", "Context", "DataBuffer", "Device", "Event", "Record", "Stream", "Task"]
+__all__ = [
+    "EVENT_DEFAULT",
+    "EVENT_SYNC",
+    "EVENT_WAIT_FLAGS",
+    "Context",
+    "DataBuffer",
+    "Device",
+    "Event",
+    "Record",
+    "Stream",
+    "Task",
+]
 
-#: aclrtEventFlag ACL_EVENT_SYNC: events usable for cross-stream waits.
+#: aclrtEventFlag ACL_EVENT_SYNC (= RT_EVENT_DDSYNC_NS): events usable for cross-stream waits.
 EVENT_SYNC = 0x1
+#: RT_EVENT_DEFAULT (DDSYNC | TIME_LINE | STREAM_MARK), the flags of a create_event event
+#: (``pkg_inc/runtime/runtime/event.h``).
+EVENT_DEFAULT = 0x4 | 0x8 | 0x2
+#: Flags giving an event a wait task: DDSYNC_NS, DDSYNC, EXTERNAL, IPC.
+EVENT_WAIT_FLAGS = 0x1 | 0x4 | 0x20 | 0x40
 
 
 class Record:
@@ -79,18 +95,19 @@ class Context:
 
 
 class Event:
-    """An event: creation flags (None for create_event) and its latest recording."""
+    """An event: runtime flags (``RT_EVENT_*``), whether it is an ``_ex`` event, latest record."""
 
-    def __init__(self, handle: int, device: int, flags: Optional[int]) -> None:
+    def __init__(self, handle: int, device: int, flags: int, ex: bool = False) -> None:
         self.handle = handle
         self.device = device
         self.flags = flags
+        self.ex = ex
         self.latest: Optional[Record] = None
 
     @property
-    def sync_capable(self) -> bool:
-        """May be used with stream_wait_event / query_event_wait_status."""
-        return self.flags is None or bool(self.flags & EVENT_SYNC)
+    def without_wait_task(self) -> bool:
+        """No flag that gives the event a wait task (runtime ``Event::IsEventWithoutWaitTask``)."""
+        return not self.flags & EVENT_WAIT_FLAGS
 
 
 class DataBuffer:

@@ -20,6 +20,7 @@ from ._codes import (
     PARSE_FILE,
     REPEAT_FINALIZE,
     REPEAT_INITIALIZE,
+    RT_CONTEXT_RELEASE_ERROR,
     RT_DRV_INTERNAL_ERROR,
     RT_NO_DEVICE,
     RT_OVER_LIMIT,
@@ -34,6 +35,13 @@ from ._objects import Device
 from ._process import ProcessDomain
 
 __all__ = ["Simulator"]
+
+#: api_error.cc DeviceReset: RT_ERROR_CONTEXT_DEL, "The device has not been set or has already
+#: been reset" (ACL_ERROR_RT_CONTEXT_RELEASE_ERROR).
+_NOT_SET = (
+    "device {0} has not been set in this process (or was already reset to refcount 0); "
+    "reset_device only undoes a set_device"
+)
 
 
 class Simulator(
@@ -236,7 +244,7 @@ class Simulator(
         with self.lock:
             device = self._device(device_id)
             if device.refcount == 0:
-                return ()
+                raise Fail(RT_CONTEXT_RELEASE_ERROR, _NOT_SET.format(device_id))
             device.refcount -= 1
             if device.refcount > 0:
                 return ()
@@ -252,6 +260,8 @@ class Simulator(
 
     def api_reset_device_force(self, device_id: int) -> tuple[()]:
         device = self._device(device_id)
+        if device.refcount == 0:
+            raise Fail(RT_CONTEXT_RELEASE_ERROR, _NOT_SET.format(device_id))
         self._release_device(device, "reset_device_force")
         return ()
 

@@ -5,6 +5,7 @@ pyACL: ``rt/rt_stream.cpp``, ``rt/rt_synchronize.cpp``.
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from typing import Optional
@@ -12,12 +13,14 @@ from typing import Optional
 from ._codes import (
     RT_EVENT_NOT_COMPLETE,
     RT_EVENT_SYNC_TIMEOUT,
+    RT_FEATURE_NOT_SUPPORT,
+    RT_INTERNAL_ERROR,
     RT_PARAM_INVALID,
     RT_STREAM_CONTEXT,
     RT_STREAM_SYNC_TIMEOUT,
 )
 from ._core import Core, Fail
-from ._objects import EVENT_SYNC, Event, Record, Stream, Task
+from ._objects import EVENT_DEFAULT, Event, Record, Stream, Task
 
 __all__ = ["StreamDomain"]
 
@@ -40,6 +43,27 @@ class StreamDomain(Core):
             return stream
         stream = self._lookup(self.streams, handle, "stream")
         self._check_lost(stream.device)
+        return stream
+
+    def _check_stream_context(self, stream: Stream, handle: int) -> None:
+        """107003 when an explicit *stream* is not in the thread's current context.
+
+        api_impl.cc (memcpy_async, memset_async, record_event, reset_event, stream_wait_event,
+        destroy_stream) compares the stream's context with the current one; handle 0 means the
+        current context's default stream and always matches.
+        """
+        ctx = self._current()
+        if handle != 0 and stream.context is not ctx:
+            raise Fail(
+                RT_STREAM_CONTEXT,
+                f"stream 0x{handle:x} belongs to context 0x{stream.context.handle:x}, not to "
+                f"this thread's current context 0x{ctx.handle:x}; call set_context first",
+            )
+
+    def _stream_of_context(self, handle: int) -> Stream:
+        """The stream for *handle*, which must belong to the current context (else 107003)."""
+        stream = self._stream(handle)
+        self._check_stream_context(stream, handle)
         return stream
 
     # ----------------------------------------------------------------- stream machinery
@@ -71,6 +95,8 @@ class StreamDomain(Core):
         task.finished = True
         for alloc in task.allocs:
             alloc.pending -= 1
+            if alloc.freed and alloc.pending == 0 and alloc.is_device:
+                alloc.drop()  # freed while this task was queued: its bytes can go now
         if task.is_memory:
             self.pending_memory_tasks -= 1
         if task.record is not None:
@@ -115,6 +141,8 @@ class StreamDomain(Core):
                         stream.completed += 1
                     stream.cond.notify_all()
         except BaseException:  # never a traceback from a daemon thread (e.g. at shutdown)
+            # Python signal handlers never run here (CPython runs them in the main thread
+            # only), so KeyboardInterrupt cannot land inside a worker's critical sections.
             return
 
     def _cancel_stream(self, stream: Stream) -> None:
@@ -140,8 +168,12 @@ class StreamDomain(Core):
 
     @staticmethod
     def _timeout(ms: int) -> Optional[float]:
-        if ms < -1:
-            raise Fail(RT_PARAM_INVALID, f"timeout {ms} ms is invalid: use -1, 0 or > 0")
+        # api_error.cc StreamSynchronize / EventSynchronize / DeviceSynchronize:
+        # (timeout < -1) || (timeout == 0) -> RT_ERROR_INVALID_VALUE (107000)
+        if ms < -1 or ms == 0:
+            raise Fail(
+                RT_PARAM_INVALID, f"timeout {ms} ms is invalid: use -1 (wait forever) or > 0"
+            )
         return None if ms == -1 else ms / 1000.0
 
     def _destroy_stream_now(self, stream: Stream) -> None:
@@ -209,20 +241,39 @@ class StreamDomain(Core):
 
     # ================================================================= acl.rt: event
 
-    def _create_event(self, flags: Optional[int]) -> tuple[int]:
+    def _create_event(self, flags: int, ex: bool = False) -> tuple[int]:
         ctx = self._current()
-        event = Event(self.new_handle(), ctx.device, flags)
+        event = Event(self.new_handle(), ctx.device, flags, ex)
         self.events[event.handle] = event
         return (event.handle,)
 
     def api_create_event(self) -> tuple[int]:
-        return self._create_event(None)
+        # rtEventCreate: rtEventCreateWithFlag(RT_EVENT_DEFAULT) (api_c_event.cc)
+        return self._create_event(EVENT_DEFAULT)
+
+    @staticmethod
+    def _check_flags(flag: int, max_flag: int, solely: tuple[int, ...]) -> None:
+        # api_error.cc EventCreate / EventCreateEx
+        if not flag & max_flag or flag > max_flag:
+            raise Fail(
+                RT_PARAM_INVALID,
+                f"event flag 0x{flag:x} is invalid: an OR of ACL_EVENT_SYNC (0x1), "
+                f"CAPTURE_STREAM_PROGRESS (0x2), 0x4 and TIME_LINE (0x8) (max 0x{max_flag:x})",
+            )
+        for alone in solely:
+            if flag & alone and flag & ~alone:
+                raise Fail(
+                    RT_PARAM_INVALID,
+                    f"event flag 0x{alone:x} cannot be combined with other flags (0x{flag:x})",
+                )
 
     def api_create_event_with_flag(self, flag: int) -> tuple[int]:
+        self._check_flags(flag, 0x3F, (0x10, 0x20))
         return self._create_event(flag)
 
     def api_create_event_ex_with_flag(self, flag: int) -> tuple[int]:
-        return self._create_event(flag)
+        self._check_flags(flag, 0x4F, (0x10, 0x20, 0x40))
+        return self._create_event(flag, ex=True)
 
     def _event(self, handle: int, destroy: bool = False) -> Event:
         event = self._lookup(self.events, handle, "event", destroy=destroy)
@@ -237,7 +288,7 @@ class StreamDomain(Core):
 
     def api_record_event(self, handle: int, stream_handle: int) -> tuple[()]:
         event = self._event(handle)
-        stream = self._stream(stream_handle)
+        stream = self._stream_of_context(stream_handle)
         record = Record()
         event.latest = record
         self._submit(stream, Task(None, record=record))
@@ -245,12 +296,21 @@ class StreamDomain(Core):
 
     def api_reset_event(self, handle: int, stream_handle: int) -> tuple[()]:
         event = self._event(handle)
-        if event.flags is None or not event.flags & EVENT_SYNC:
+        # api_error.cc EventReset: no wait task -> 207000; api_impl.cc: an _ex event -> 207000
+        if event.without_wait_task or event.ex:
             raise Fail(
-                RT_PARAM_INVALID,
-                "reset_event needs an event created with create_event_with_flag(ACL_EVENT_SYNC)",
+                RT_FEATURE_NOT_SUPPORT,
+                f"reset_event is not supported for event 0x{handle:x} (flags 0x{event.flags:x}"
+                f"{', created by create_event_ex_with_flag' if event.ex else ''})",
             )
-        stream = self._stream(stream_handle)
+        if event.flags == EVENT_DEFAULT:
+            self.documented(
+                "events from create_event must not be passed to reset_event",
+                f"reset_event of create_event event 0x{handle:x}; create it with "
+                "create_event_with_flag(ACL_EVENT_SYNC)",
+                RT_PARAM_INVALID,
+            )
+        stream = self._stream_of_context(stream_handle)
         target = event.latest
 
         def run() -> None:
@@ -277,36 +337,56 @@ class StreamDomain(Core):
         record = self._event(handle).latest
         return record is None or record.done.is_set()
 
+    def _not_for_ex(self, handle: int, api: str) -> None:
+        # api_error.cc EventQuery / EventQueryWaitStatus: IsNewMode() -> 207000
+        if self._event(handle).ex:
+            raise Fail(
+                RT_FEATURE_NOT_SUPPORT,
+                f"{api} is not supported for events from create_event_ex_with_flag",
+            )
+
     def api_query_event(self, handle: int) -> tuple[int]:
+        self._not_for_ex(handle, "query_event")
         return (0 if self._event_done(handle) else 1,)
 
     def api_query_event_status(self, handle: int) -> tuple[int]:
         return (1 if self._event_done(handle) else 0,)
 
     def api_query_event_wait_status(self, handle: int) -> tuple[int]:
-        if not self._event(handle).sync_capable:
-            raise Fail(RT_PARAM_INVALID, "query_event_wait_status needs an ACL_EVENT_SYNC event")
+        self._not_for_ex(handle, "query_event_wait_status")
         return (0 if self._event_done(handle) else 1,)
 
     def api_event_elapsed_time(self, start: int, end: int) -> tuple[float]:
         first = self._event(start).latest
         last = self._event(end).latest
         for name, record in (("start", first), ("end", last)):
-            if record is None or not record.done.is_set() or record.timestamp is None:
+            if record is None:
+                raise Fail(
+                    RT_INTERNAL_ERROR,
+                    f"{name} event was never recorded; record both events on a stream first",
+                )
+        for name, record in (("start", first), ("end", last)):
+            if not record.done.is_set() or record.timestamp is None:  # type: ignore[union-attr]
                 raise Fail(
                     RT_EVENT_NOT_COMPLETE,
-                    f"{name} event is not recorded or not complete; synchronize it first",
+                    f"{name} event is not complete; synchronize it first",
                 )
         assert first is not None and last is not None
         assert first.timestamp is not None and last.timestamp is not None
-        return ((last.timestamp - first.timestamp) * 1000.0,)
+        elapsed = (last.timestamp - first.timestamp) * 1000.0
+        # pyacl returns a C float (Py_BuildValue("f", ms), rt/rt_synchronize.cpp)
+        return (struct.unpack("f", struct.pack("f", elapsed))[0],)
 
     def api_stream_wait_event(self, stream_handle: int, handle: int) -> tuple[()]:
         with self.lock:
-            stream = self._stream(stream_handle)
+            stream = self._stream_of_context(stream_handle)
             event = self._event(handle)
-            if not event.sync_capable:
-                raise Fail(RT_PARAM_INVALID, "stream_wait_event needs an ACL_EVENT_SYNC event")
+            if event.without_wait_task:  # api_error.cc StreamWaitEvent
+                raise Fail(
+                    RT_FEATURE_NOT_SUPPORT,
+                    f"stream_wait_event is not supported for event 0x{handle:x} "
+                    f"(flags 0x{event.flags:x}: no ACL_EVENT_SYNC)",
+                )
             if event.latest is not None:
                 self._submit(stream, Task(None, wait_for=event.latest))
         return ()

@@ -32,3 +32,13 @@ def _fresh_simulator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterato
 def acl() -> types.ModuleType:
     """The simulated acl module (not installed in sys.modules)."""
     return sim.acl_module()
+
+
+@pytest.fixture(scope="session")
+def sample_models(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The conformance kit's sample models, written in the simulator's model format."""
+    from ascend_safe import conformance
+
+    pytest.importorskip("numpy")
+    directory = tmp_path_factory.mktemp("conformance-models")
+    return conformance.write_sample_models(sim.write_model, str(directory))

@@ -35,11 +35,11 @@ def _inline_cases() -> list[Case]:
 
 
 @pytest.fixture(scope="module")
-def baseline() -> dict[str, tuple[str, Any]]:
+def baseline(sample_models: list[str]) -> dict[str, tuple[str, Any]]:
     """Every in-process case on the unchanged simulator (pending simulator fixes differ)."""
     sim.reset()
     sim.configure(async_delay=0.005)
-    report = conformance.run(sim.acl_module(), selected=_inline_cases())
+    report = conformance.run(sim.acl_module(), selected=_inline_cases(), models=sample_models)
     sim.reset()
     return _outcomes(report)
 
@@ -47,8 +47,10 @@ def baseline() -> dict[str, tuple[str, Any]]:
 #: One sample per category at least: the case, and the one behaviour changed to upset it.
 SAMPLES: dict[str, Changes] = {
     "get_soc_name.before_init": {"get_soc_name": lambda f: lambda: None},
-    "get_version.before_init": {"get_version": lambda f: lambda: f()[1:]},
-    "rt.stream.shapes": {"rt.create_stream_with_config": lambda f: lambda *a: list(f(*a))},
+    "get_version.before_init": {"get_version": lambda f: lambda *a: f(*a)[1:]},
+    "rt.stream.shapes": {
+        "rt.create_stream_with_config": lambda f: lambda *a: list(f(*a)) if a == (0, 0) else f(*a)
+    },
     "get_cann_version.keys": {
         "get_cann_version": lambda f: (
             lambda pkg: (
@@ -77,6 +79,7 @@ SAMPLES: dict[str, Changes] = {
     },
     "rt.stream_query.complete_after_sync": {"rt.stream_query": lambda f: lambda s: (1, 0)},
     "rt.memset.fills": {"rt.memset": lambda f: lambda d, m, v, c: f(d, m, v ^ 1, c)},
+    "mdl.execute.sync_and_async_agree": {"mdl.execute_async": lambda f: lambda *a: 507011},
     "rt.get_mem_info.counts_allocations": {
         "rt.get_mem_info": lambda f: (
             lambda a: (lambda r: (1 << 20, r[1], r[2]) if r[2] == 0 else r)(f(a))
@@ -93,10 +96,15 @@ def test_samples_cover_every_category() -> None:
 
 @pytest.mark.parametrize("case_id", sorted(SAMPLES))
 def test_one_changed_behaviour_makes_exactly_its_case_differ(
-    case_id: str, baseline: dict[str, tuple[str, Any]], acl: types.ModuleType
+    case_id: str,
+    baseline: dict[str, tuple[str, Any]],
+    acl: types.ModuleType,
+    sample_models: list[str],
 ) -> None:
     assert baseline[case_id][0] == "pass"
-    report = conformance.run(AclProxy(acl, SAMPLES[case_id]), selected=_inline_cases())
+    report = conformance.run(
+        AclProxy(acl, SAMPLES[case_id]), selected=_inline_cases(), models=sample_models
+    )
     outcomes = _outcomes(report)
     changed = {i for i in outcomes if outcomes[i] != baseline[i]}
     assert changed == {case_id}
@@ -183,7 +191,9 @@ def test_case_table_is_well_formed() -> None:
 CALLED_IN_CHILDREN = {"finalize_reference"}
 
 
-def test_every_simulated_function_is_probed(acl: types.ModuleType) -> None:
+def test_every_simulated_function_is_probed(
+    acl: types.ModuleType, sample_models: list[str]
+) -> None:
     """Each function of the simulated module tree is called by some case, or is one of the
     functions whose presence a case checks."""
     functions = {
@@ -194,6 +204,7 @@ def test_every_simulated_function_is_probed(acl: types.ModuleType) -> None:
             ("media.", acl.media),
             ("util.", acl.util),
             ("mdl.", acl.mdl),
+            ("op.", acl.op),
         )
         for name in dir(module)
         if not name.startswith("_")
@@ -201,7 +212,7 @@ def test_every_simulated_function_is_probed(acl: types.ModuleType) -> None:
         and not isinstance(getattr(module, name), types.ModuleType)
     }
     sim.reset_call_counts()
-    conformance.run(acl, selected=_inline_cases())
+    conformance.run(acl, selected=_inline_cases(), models=sample_models)
     called = set(sim.call_counts())
     presence = set(conformance.cases_shapes.SAMPLE_CALLS)
     assert functions - called - presence - CALLED_IN_CHILDREN == set()
@@ -276,3 +287,55 @@ def test_command_line_in_a_fresh_interpreter() -> None:
     cases, passed, differ, error = map(int, summary.groups())
     assert cases == len(conformance.select("error-codes")[0]) == passed + differ + error
     assert proc.returncode == (0 if differ == error == 0 else 1)
+
+
+def test_model_cases_without_a_model_are_not_applicable(acl: types.ModuleType) -> None:
+    selected = [c for c in conformance.cases() if c.category == "models" and not c.in_child]
+    report = conformance.run(acl, selected=selected)
+    statuses = {r.case.id: r.status for r in report.results}
+    needing = {i for i, status in statuses.items() if status == "skipped"}
+    # Those that need a file are skipped with the reason; the others still run and pass.
+    assert "mdl.execute.sync_and_async_agree" in needing
+    assert "mdl.desc_dataset.shapes" not in needing
+    assert {statuses[i] for i in set(statuses) - needing} == {"pass"}
+    for result in report.results:
+        if result.status == "skipped":
+            assert "pass --model PATH" in result.detail
+    assert sim.live_handles() == {}
+
+
+def test_model_cases_pick_a_fitting_model(acl: types.ModuleType, sample_models: list[str]) -> None:
+    static, batch, hw = sample_models
+    selected = [
+        _by_id("mdl.dynamic_batch"),
+        _by_id("mdl.dynamic_hw"),
+        _by_id("mdl.desc.consistent"),
+    ]
+    only_static = _outcomes(conformance.run(acl, selected=selected, models=[static]))
+    assert [only_static[c.id][0] for c in selected] == ["skipped", "skipped", "pass"]
+    # The static model is found even when listed last.
+    report = conformance.run(acl, selected=selected, models=[hw, batch, static])
+    assert [r.status for r in report.results] == ["pass", "pass", "pass"]
+    assert report.results[0].notes["model"] == "dynamic_batch.model"
+    assert report.results[1].notes["model"] == "dynamic_hw.model"
+    described = report.results[2].notes["description"]
+    assert [d["name"] for d in described] == ["x", "y"]
+    assert report.environment["models"] == [hw, batch, static]
+    assert sim.live_handles() == {}
+
+
+def test_model_files_reach_child_processes(sample_models: list[str]) -> None:
+    in_child = dataclasses.replace(_by_id("mdl.execute.sync_and_async_agree"), isolated=True)
+    (result,) = conformance.run_in_children([in_child], models=sample_models)
+    assert (result.status, result.detail) == ("pass", "")
+    (result,) = conformance.run_in_children([in_child])
+    assert result.status == "skipped"
+
+
+def test_cli_writes_sample_models_on_the_simulator(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("numpy")
+    assert cli.main(["conformance", "--only", "mdl.*"]) == 0
+    out = capsys.readouterr().out
+    summary = re.search(r"(\d+) cases?, (\d+) pass, 0 differ, 0 error, 0 not applicable", out)
+    assert summary is not None, out
+    assert summary.group(1) == summary.group(2)

@@ -134,6 +134,19 @@ def test_closed_parent_error_says_what_was_being_created(sim):
         asf.Stream(dev)
 
 
+def test_stream_timeout_zero_polls(sim):
+    # the runtime refuses a 0 ms timeout (107000); the library polls instead
+    with asf.Device(0) as dev, dev.stream() as s, dev.malloc(64) as mem:
+        s.synchronize(timeout=0)  # nothing queued: done at once
+        sim.configure(async_delay=0.05)
+        mem.fill(1, stream=s)
+        with pytest.raises(asf.AclError) as info:
+            s.synchronize(timeout=0)
+        assert info.value.code == 507046
+        s.synchronize()
+        s.synchronize(timeout=0.0)
+
+
 def test_stream_timeout_rounds_up(sim):
     with asf.Device(0) as dev, dev.stream() as s, dev.malloc(64) as mem:
         sim.configure(async_delay=0.05)

@@ -15,7 +15,7 @@ def what_the_worker_sees() -> dict[str, Any]:
     acl = sim.acl_module()
     return {
         "soc_name": acl.get_soc_name(),
-        "total": acl.rt.get_mem_info(0)[1],
+        "total": acl.rt.get_mem_info(12)[1],
         "state_dir": sim.state_dir(),
         "slot_paths": [slot.path for slot in slots.held_slots()],
     }

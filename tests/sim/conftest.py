@@ -12,7 +12,9 @@ from ascend_safe import sim
 
 @pytest.fixture(autouse=True)
 def _fresh_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("RECORD_FILE", "ASYNC_DELAY", "RUN_MODE", "MAX_PROCS_PER_DEVICE", "CONFIG"):
+    names = ("RECORD_FILE", "ASYNC_DELAY", "RUN_MODE", "MAX_PROCS_PER_DEVICE", "CONFIG")
+    names += ("STRICT",)
+    for name in names:
         monkeypatch.delenv("ASCEND_SAFE_SIM_" + name, raising=False)
     sim.reset()
     yield
@@ -33,3 +35,13 @@ def device(acl: types.ModuleType) -> Iterator[types.ModuleType]:
     yield acl
     acl.rt.reset_device(0)
     acl.finalize()
+
+
+@pytest.fixture(scope="session")
+def sample_models(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The conformance kit's sample models, written in the simulator's model format."""
+    from ascend_safe import conformance
+
+    pytest.importorskip("numpy")
+    directory = tmp_path_factory.mktemp("conformance-models")
+    return conformance.write_sample_models(sim.write_model, str(directory))

@@ -27,7 +27,7 @@ def serve(conn: Connection) -> None:
         elif command == "free":
             reply = acl.rt.free(ptrs.pop())
         elif command == "info":
-            reply = acl.rt.get_mem_info(0)
+            reply = acl.rt.get_mem_info(12)
         elif command == "options":
             reply = options(acl)
         else:
@@ -45,7 +45,7 @@ def options(acl: Any) -> dict[str, Any]:
     return {
         "soc_name": acl.get_soc_name(),
         "device_count": acl.rt.get_device_count()[0],
-        "total": acl.rt.get_mem_info(0)[1],
+        "total": acl.rt.get_mem_info(12)[1],
         "run_mode": acl.rt.get_run_mode()[0],
         "state_dir": sim.state_dir(),
     }

@@ -28,7 +28,6 @@ def test_async_copy_lands_only_after_synchronize(device: types.ModuleType) -> No
         time.sleep(0.05)
         assert ctypes.string_at(host, 4) == b"\xde\xad\xbe\xef"
         assert acl.rt.stream_query(stream) == (1, 0)
-        assert acl.rt.synchronize_stream_with_timeout(stream, 0) == 507046
         assert acl.rt.synchronize_stream_with_timeout(stream, 20) == 507046
     assert acl.rt.synchronize_stream(stream) == 0
     assert acl.rt.stream_query(stream) == (0, 0)
@@ -88,7 +87,7 @@ def test_event_polarities_and_elapsed_time(device: types.ModuleType) -> None:
     assert acl.rt.query_event(start) == (0, 0)
     assert acl.rt.query_event_status(start) == (1, 0)
     assert acl.rt.query_event_wait_status(start) == (0, 0)
-    assert acl.rt.event_elapsed_time(start, end) == (0.0, 507006)
+    assert acl.rt.event_elapsed_time(start, end) == (0.0, 507000)
     with sim.hold_streams():
         assert acl.rt.record_event(start, stream) == 0
         assert acl.rt.query_event(start) == (1, 0)
@@ -127,21 +126,35 @@ def test_stream_wait_event_orders_streams(device: types.ModuleType) -> None:
     assert acl.rt.free(dev) == 0 and acl.rt.free_host(host) == 0
 
 
-def test_event_flags(device: types.ModuleType) -> None:
+def test_event_flags_per_source(device: types.ModuleType) -> None:
     acl = device
     plain, _ = acl.rt.create_event()
     timing, _ = acl.rt.create_event_with_flag(0x8)
     sync, _ = acl.rt.create_event_with_flag(0x1)
     ex, _ = acl.rt.create_event_ex_with_flag(0x1)
-    assert acl.rt.reset_event(plain, 0) == 107000
-    assert acl.rt.reset_event(timing, 0) == 107000
-    assert acl.rt.stream_wait_event(0, timing) == 107000
-    assert acl.rt.query_event_wait_status(timing) == (0, 107000)
+    # api_error.cc: no wait task (no SYNC flag) -> 207000; query_event_wait_status has no check
+    assert acl.rt.reset_event(timing, 0) == 207000
+    assert acl.rt.stream_wait_event(0, timing) == 207000
+    assert acl.rt.query_event_wait_status(timing) == (0, 0)
+    # _ex events: reset_event, query_event and query_event_wait_status are not supported
+    assert acl.rt.reset_event(ex, 0) == 207000
+    assert acl.rt.query_event(ex) == (0, 207000)
+    assert acl.rt.query_event_wait_status(ex) == (0, 207000)
+    assert acl.rt.query_event_status(ex) == (1, 0)
+    # flags: none of 0x3f, or beyond it, or MC2/EXTERNAL combined -> 107000
+    for flag in (0, 0x40, 0x11, 0x21):
+        assert acl.rt.create_event_with_flag(flag) == (0, 107000)
+    for flag in (0, 0x10, 0x41, 0x80):
+        assert acl.rt.create_event_ex_with_flag(flag) == (0, 107000)
+    # create_event events work with reset_event (the docs forbid it: documented_restriction)
+    assert acl.rt.reset_event(plain, 0) == 0
+    assert [v.kind for v in sim.violations()] == ["documented_restriction"]
+    sim.clear_violations()
     assert acl.rt.record_event(sync, 0) == 0
     assert acl.rt.synchronize_event(sync) == 0
     assert acl.rt.reset_event(sync, 0) == 0
     assert acl.rt.synchronize_stream(0) == 0
-    assert acl.rt.event_elapsed_time(sync, sync) == (0.0, 507006)  # reset: unrecorded again
+    assert acl.rt.event_elapsed_time(sync, sync) == (0.0, 507000)  # reset: unrecorded again
     for ev in (plain, timing, sync, ex):
         assert acl.rt.destroy_event(ev) == 0
 

@@ -321,7 +321,6 @@ def test_worker_thread_started_and_joined() -> None:
     assert sim.violations() == []
 
 
-@pytest.mark.xfail(strict=True, reason="pending: simulator divergence fix 1 (run mode before init)")
 def test_run_mode_queried_at_import_before_init() -> None:
     import acl
 
@@ -335,10 +334,6 @@ def test_run_mode_queried_at_import_before_init() -> None:
     assert sim.live_handles() == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: simulator divergence fixes 2 and 3 (unaligned and pageable memcpy_async)",
-)
 def test_pageable_async_copies() -> None:
     import acl
 
@@ -346,7 +341,7 @@ def test_pageable_async_copies() -> None:
     resource.init()
     size = 4096
     # a frame in ordinary (pageable) host memory; the row copied starts 16 bytes in
-    frame = mmap.mmap(-1, 2 * size)
+    frame = mmap.mmap(-1, 3 * size)
     base = ctypes.addressof(ctypes.c_char.from_buffer(frame))
     source = base + 16
     ctypes.memmove(source, bytes(range(256)) * (size // 256), size)
