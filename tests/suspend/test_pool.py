@@ -18,8 +18,8 @@ import ascend_safe as asf
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux process model")
 
-#: Suspend/resume cycles; ``ASCEND_SAFE_SUSPEND_SOAK=<n>`` runs a longer soak.
-CYCLES = int(os.environ.get("ASCEND_SAFE_SUSPEND_SOAK", "0")) or 100
+#: Suspend/resume cycles: 100, or 1000 in a soak run (``ASCEND_SAFE_SOAK=1``).
+CYCLES = 1000 if os.environ.get("ASCEND_SAFE_SOAK", "") not in ("", "0") else 100
 
 
 def kinds(sim: types.ModuleType) -> list[str]:
