@@ -45,6 +45,7 @@ __all__ = [
     "close_inherited",
     "ensure_dir",
     "machine",
+    "other_holders",
     "release",
 ]
 
@@ -224,6 +225,39 @@ def acquire(directory: str, device: int, limit: int) -> Optional[int]:
 def release(fd: int) -> None:
     """Give a slot back (closing the fd drops the lock)."""
     _close(fd)
+
+
+def other_holders(directory: str) -> dict[int, list[int]]:
+    """Devices whose process slots other live processes hold: device -> their pids.
+
+    A slot is held while its file is locked; the holder wrote its pid into it. Probing takes a
+    shared lock for an instant when the slot is free (a slot is never taken by a probe).
+    """
+    held: dict[int, list[int]] = {}
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return held
+    me = os.getpid()
+    for name in names:
+        device, _, index = name.partition(".slot")
+        if not (device.startswith("device") and device[6:].isdigit() and index.isdigit()):
+            continue
+        try:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                pid = int(text) if text.isdigit() else 0
+                if pid != me:
+                    held.setdefault(int(device[6:]), []).append(pid)
+        finally:
+            _close(fd)
+    return held
 
 
 def close_inherited(fds: list[int]) -> None:
