@@ -206,7 +206,7 @@ def render_name(name: str) -> list[str]:
     if inspect.isclass(obj) and issubclass(obj, enum.Enum):
         out.append(f"### `{name}`{_bases(obj)}")
         out += ["", summary(obj), ""]
-        out += [f"- `{m.name}` = {int(m.value)}" for m in obj]  # type: ignore[attr-defined]
+        out += [f"- `{m.name}` = {int(m.value)}" for m in obj]
     elif inspect.isclass(obj):
         sig = signature_of(obj)
         out.append(f"### `{name}{sig or ''}`")
