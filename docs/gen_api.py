@@ -61,6 +61,12 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ),
 ]
 
+#: What the public values (not classes or functions) are; a value missing here shows its repr.
+VALUES = {
+    "UNINITIALIZED": "Pass as `fill=UNINITIALIZED` to an allocation to skip its zero-fill.",
+    "__version__": "The package version, a string.",
+}
+
 HEADER = """\
 # API reference
 
@@ -227,7 +233,7 @@ def render_name(name: str) -> list[str]:
         out += ["", summary(obj)]
     else:
         out.append(f"### `{name}`")
-        out += ["", f"`{obj!r}`"]
+        out += ["", VALUES.get(name, f"`{obj!r}`")]
     if out[-1] != "":
         out.append("")
     return out
