@@ -115,3 +115,30 @@ def test_sh_blocks_name_real_subcommands() -> None:
 def test_not_run_markers_are_rare() -> None:
     skipped = [b.id for b in PYTHON_BLOCKS if b.not_run is not None]
     assert len(skipped) <= max(2, len(PYTHON_BLOCKS) // 5), skipped
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = _FENCE.sub("", path.read_text(encoding="utf-8"))
+    return {_slug(m.group(1)) for m in re.finditer(r"^#+ (.*)$", text, re.M)}
+
+
+def test_relative_links_resolve() -> None:
+    broken = []
+    for path in DOC_FILES:
+        text = _FENCE.sub("", path.read_text(encoding="utf-8"))
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto
+            file_part, _, anchor = target.partition("#")
+            dest = (path.parent / file_part).resolve() if file_part else path
+            if not dest.exists():
+                broken.append(f"{path.name}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                broken.append(f"{path.name}: {target} (no such heading)")
+    assert not broken, broken
