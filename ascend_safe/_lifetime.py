@@ -59,7 +59,9 @@ _serials = itertools.count(1)
 _registry: dict[int, weakref.ref[Resource]] = {}
 #: Resources collected while open, released at the next safe point.
 _deferred: list[Resource] = []
-_trace = os.environ.get("ASCEND_SAFE_TRACE", "") not in ("", "0")
+_trace = os.environ.get(
+    _process.variable("ASCEND_SAFE_TRACE", "record where each resource was created"), ""
+) not in ("", "0")
 _thread = threading.local()  # .trackers: the CallTrackers active in this thread
 _get_ident = threading.get_ident
 
