@@ -14,7 +14,7 @@ from ._lifetime import call_all
 from ._staging import StagingPool
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
-from .errors import ProcessLimitError
+from .errors import ProcessLimitError, SlotWaitTimeoutError
 
 if TYPE_CHECKING:
     from .event import Event
@@ -83,7 +83,7 @@ def _acquire_slot(device_id: int, limit: int, timeout: float | None) -> slots.De
             # the message gives the time of the last slice: give the whole wait instead
             waited = f"after waiting {time.monotonic() - start:.2f} s"
             message = re.sub(r"after waiting [0-9.]+ s", waited, exc.message)
-            raise ProcessLimitError(exc.device, exc.limit, exc.holders, message) from None
+            raise SlotWaitTimeoutError(exc.device, exc.limit, exc.holders, message) from None
 
 
 _slot_table = _SlotTable()
