@@ -712,8 +712,11 @@ class BackendUnavailableError(AscendSafeError, ImportError):
 
 class BackendFallbackWarning(UserWarning):
     """``ASCEND_SAFE_BACKEND=auto`` found no pyacl and uses the simulator. Issued once per
-    program: the decision is passed to child processes through the environment. Silence it
-    with ``-W ignore::ascend_safe.BackendFallbackWarning`` or ``ASCEND_SAFE_BACKEND=sim``."""
+    program: the decision is passed to child processes through the environment
+    (``ASCEND_SAFE_BACKEND=sim``). Silence it with ``ASCEND_SAFE_BACKEND=sim``, with
+    ``warnings.filterwarnings("ignore", category=ascend_safe.BackendFallbackWarning)``, or on
+    the command line with ``-W "ignore:pyacl (import acl) is not available"`` (``-W`` accepts
+    only built-in categories, so match the message)."""
 
 
 class ResourceLeakError(AscendSafeError, RuntimeError):

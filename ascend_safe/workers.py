@@ -258,6 +258,9 @@ def _pool_args(workers: int, devices: Sequence[int]) -> tuple[Any, tuple[Any, ..
     chosen = tuple(devices)
     if not chosen or not all(isinstance(d, int) and d >= 0 for d in chosen):
         raise ValueError(f"devices must be a non-empty sequence of device ids, got {devices!r}")
+    # Choose the backend here, once: the workers inherit the choice through the environment
+    # (a fallback to the simulator is announced once, by this process, not by every worker).
+    _backend.backend_name()
     ctx = multiprocessing.get_context("spawn")
     return ctx, (chosen, ctx.Value("i", 0))
 
