@@ -44,6 +44,7 @@ from .errors import (
     ProcessLimitError,
     ResourceClosedError,
     ResourceLeakError,
+    ResourceLeakWarning,
     SlotDirectoryError,
     SlotWaitTimeoutError,
 )
@@ -55,6 +56,9 @@ from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, HostMemory, Memory
 from .model import Dataset, Model, TensorInfo
 from .stream import DefaultStream, Stream
 from .workers import (
+    PoolStats,
+    WorkerLeak,
+    WorkerPool,
     close_worker_sessions,
     current_device,
     keep,
@@ -104,10 +108,12 @@ __all__ = [
     "MemoryWaitTimeoutError",
     "Model",
     "OutOfDeviceMemoryError",
+    "PoolStats",
     "ProcessLimitError",
     "Resource",
     "ResourceClosedError",
     "ResourceLeakError",
+    "ResourceLeakWarning",
     "RunMode",
     "SlotDirectoryError",
     "SlotWaitTimeoutError",
@@ -115,6 +121,8 @@ __all__ = [
     "StreamFlag",
     "StreamStatus",
     "TensorInfo",
+    "WorkerLeak",
+    "WorkerPool",
     "__version__",
     "backend_name",
     "close_worker_sessions",

@@ -68,13 +68,15 @@ _get_ident = threading.get_ident
 class CallTracker:
     """What one stretch of code in one thread created (see :func:`tracking`)."""
 
-    __slots__ = ("collected", "created")
+    __slots__ = ("collected", "collected_sites", "created")
 
     def __init__(self) -> None:
         #: Resources opened while tracking, oldest first.
         self.created: list[weakref.ref[Resource]] = []
         #: Of those, how many of each class were garbage-collected while still open.
         self.collected: Counter[str] = Counter()
+        #: ``"<repr> created at <site>"`` of those collected, when tracing is on.
+        self.collected_sites: list[str] = []
 
     def still_open(self) -> list[Resource]:
         """The tracked resources that are still open, oldest first."""
@@ -454,9 +456,11 @@ class Resource:
                     self._state = _ABANDONED
                     return
                 _deferred.append(self)  # resurrected until the next safe point releases it
+                site = self.created_at
                 for tracker in self._trackers:
                     tracker.collected[type(self).__name__] += 1
-                site = self.created_at
+                    if site is not None:
+                        tracker.collected_sites.append(f"{self!r} created at {site}")
                 where = "" if site is None else f", created at {site}"
                 warnings.warn(
                     f"unclosed {self!r}{where}", ResourceWarning, source=self, stacklevel=2

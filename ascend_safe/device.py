@@ -8,7 +8,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _process, _runtime, _validate, admission, slots
+from typing_extensions import Self
+
+from . import _backend, _process, _runtime, _scope, _validate, admission, slots
 from ._interrupts import POLL, interruption_point
 from ._lifetime import call_all
 from ._staging import StagingPool
@@ -142,6 +144,15 @@ class Device(ContextOwner):
             raise
         self._became_current()
         return device_id
+
+    def __enter__(self) -> Self:
+        super().__enter__()
+        _scope.enter(self)  # the thread's current session (current_device()) inside the block
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _scope.exit(self)
+        super().__exit__(*exc_info)
 
     @property
     def id(self) -> int:

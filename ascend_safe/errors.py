@@ -49,6 +49,7 @@ __all__ = [
     "ProcessLimitError",
     "ResourceClosedError",
     "ResourceLeakError",
+    "ResourceLeakWarning",
     "SlotDirectoryError",
     "SlotWaitTimeoutError",
     "category_for",
@@ -721,6 +722,13 @@ class BackendFallbackWarning(UserWarning):
 
 class ResourceLeakError(AscendSafeError, RuntimeError):
     """A worker call left resources open (they were released); raised when asked to."""
+
+
+class ResourceLeakWarning(UserWarning):
+    """A worker call left resources open (they were released): ``@worker(leaks="warn")``.
+
+    A :class:`UserWarning`, so it is shown by default (unlike ``ResourceWarning``); turn it
+    into an error with ``warnings.simplefilter("error", ascend_safe.ResourceLeakWarning)``."""
 
 
 class SlotDirectoryError(AscendSafeError, OSError):
