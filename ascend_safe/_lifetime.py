@@ -583,6 +583,14 @@ def _end_every(resources: list[Resource]) -> None:
             first = None
 
 
+def set_tracing(enabled: bool) -> bool:
+    """Record creation sites of the resources created from now on (what
+    ``ASCEND_SAFE_TRACE=1`` turns on at import), or stop; returns the previous setting."""
+    global _trace
+    previous, _trace = _trace, bool(enabled)
+    return previous
+
+
 def _creation_site() -> tuple[str, int, str] | None:
     """The innermost frame of the caller that is not ascend_safe's own code, however deep
     the library's frames go (module level, functions, factory methods, worker calls)."""
