@@ -64,13 +64,14 @@ VALUE_FAILURE_CODE = 500000
 _lock = threading.Lock()
 _module: types.ModuleType | None = None
 _name: str | None = None
+ENV_BACKEND = _process.variable("ASCEND_SAFE_BACKEND", "the backend: auto, acl or sim")
 _functions: dict[str, Callable[..., Any]] = {}
 #: Callbacks run once at interpreter exit, in registration order, before pyacl's own.
 exit_hooks: list[Callable[[], None]] = []
 
 
 def _select() -> tuple[types.ModuleType, str]:
-    choice = os.environ.get("ASCEND_SAFE_BACKEND", "auto").strip().lower() or "auto"
+    choice = os.environ.get(ENV_BACKEND, "auto").strip().lower() or "auto"
     if choice not in ("auto", "acl", "sim"):
         raise ValueError(
             f"ASCEND_SAFE_BACKEND={choice!r} is not valid: use 'auto', 'acl' or 'sim'"

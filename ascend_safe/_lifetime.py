@@ -58,7 +58,9 @@ _serials = itertools.count(1)
 _registry: dict[int, weakref.ref[Resource]] = {}
 #: Resources collected while open, released at the next safe point.
 _deferred: list[Resource] = []
-_trace = os.environ.get("ASCEND_SAFE_TRACE", "") not in ("", "0")
+_trace = os.environ.get(
+    _process.variable("ASCEND_SAFE_TRACE", "record where each resource was created"), ""
+) not in ("", "0")
 _PACKAGE = __name__.rpartition(".")[0]
 _PACKAGE_PREFIX = _PACKAGE + "."
 _thread = threading.local()  # .trackers: the CallTrackers active in this thread

@@ -10,7 +10,16 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-__all__ = ["FORK_ADVICE", "ProcessState", "on_fork_child", "state"]
+__all__ = [
+    "FORK_ADVICE",
+    "VARIABLES",
+    "ProcessState",
+    "config_error",
+    "on_fork_child",
+    "raise_config_errors",
+    "state",
+    "variable",
+]
 
 #: What to do instead, said by every error about pyacl use across a fork.
 FORK_ADVICE = (
@@ -70,3 +79,35 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+#: Every ``ASCEND_SAFE_*`` variable the library reads (name -> what it sets), registered by the
+#: module that reads it (:func:`variable`); the doctor's list of known names comes from here.
+VARIABLES: dict[str, str] = {}
+
+
+def variable(name: str, what: str) -> str:
+    """Register the environment variable *name* (what it sets: *what*); returns *name*."""
+    VARIABLES[name] = what
+    return name
+
+
+#: Bad ``ASCEND_SAFE_*`` values met while importing the library: the import goes on (so
+#: ``python -m ascend_safe doctor`` can report them), and the first use raises.
+_config_errors: list[str] = []
+
+
+def config_error(message: str) -> None:
+    """Record a bad environment setting found at import, raised at the first use."""
+    if message not in _config_errors:
+        _config_errors.append(message)
+
+
+def raise_config_errors() -> None:
+    """Raise ``ValueError`` naming every bad setting recorded at import, if any."""
+    if _config_errors:
+        raise ValueError(
+            "ascend_safe cannot be used with this environment: "
+            + "; ".join(_config_errors)
+            + ". Correct or unset the variable ('python -m ascend_safe doctor' checks them all)."
+        )

@@ -17,6 +17,9 @@ from .errors import AclError
 __all__ = ["ensure_initialized", "exit_teardown"]
 
 _REPEAT_INITIALIZE = 100002
+ENV_EXIT_TIMEOUT = _process.variable(
+    "ASCEND_SAFE_EXIT_TIMEOUT", "seconds the exit teardown waits for streams"
+)
 
 _log = logging.getLogger("ascend_safe")
 _lock = threading.Lock()
@@ -32,13 +35,17 @@ class _InitState:
 _init = _InitState()
 
 
-def ensure_initialized() -> None:
-    """Call ``acl.init`` once per process (tolerating an init done by the caller)."""
+def ensure_initialized(*, check_environment: bool = True) -> None:
+    """Call ``acl.init`` once per process (tolerating an init done by the caller). Before it,
+    raise ``ValueError`` for bad ``ASCEND_SAFE_*`` values met at import (unless
+    *check_environment* is false: the doctor reports them itself)."""
     if _init.initialized:
         return
     with _lock:
         if _init.initialized:
             return
+        if check_environment:
+            _process.raise_config_errors()
         if not _init.hooked:
             _backend.exit_hooks.append(exit_teardown)
             _init.hooked = True
@@ -60,7 +67,7 @@ def forget_initialization() -> None:
 
 
 def _exit_timeout() -> float:
-    raw = os.environ.get("ASCEND_SAFE_EXIT_TIMEOUT", "10")
+    raw = os.environ.get(ENV_EXIT_TIMEOUT, "10")
     try:
         seconds = float(raw)
     except ValueError:

@@ -12,12 +12,15 @@ limit, for memory to come free (CANN's restriction pages; the OS's
 - ``native``: call pyacl straight away (in RC mode, a call that does not fit hangs).
 
 The decision compares the padded size of the allocation (pyacl rounds ``malloc`` and
-``dvpp_malloc`` up to a multiple of 32 and adds 32; ``malloc_align32`` only rounds) plus the
-allocations this process has admitted but not yet seen return, with the free memory
-``get_mem_info`` reports. The check, the reservation and its release happen under one lock per
-device, so two threads are never both admitted against the same free bytes. Before refusing or
-waiting, the registered cache releasers (see :func:`on_release_cached`) are asked to give cached
-blocks back.
+``dvpp_malloc`` up to a multiple of 32 and adds 32; ``malloc_align32`` only rounds) with the free
+memory ``get_mem_info`` reports. The check and the call happen under one lock per device: a
+thread lock, and in RC mode an ``flock`` on ``dev<N>.admission`` in the process-slot directory
+(:func:`ascend_safe.slots.open_lock_file`), so neither two threads nor two processes are
+admitted against the same free bytes. An admitted call fits, so it returns at once and the lock
+is held only briefly; one held longer than 5 s (a call hanging because a program outside
+admission took the memory) makes ``raise`` refuse instead of queueing behind it. Before refusing
+or waiting, the registered cache releasers (see :func:`on_release_cached`) are asked to give
+cached blocks back.
 
 Which policy applies: a device's own (:meth:`ascend_safe.Device.set_oom_policy`), else the
 process-wide one (:func:`set_oom_policy`), else ``ASCEND_SAFE_OOM_POLICY`` (with
@@ -25,22 +28,22 @@ process-wide one (:func:`set_oom_policy`), else ``ASCEND_SAFE_OOM_POLICY`` (with
 ``raise`` in RC mode, ``native`` in host mode (where pyacl returns 207001 itself, which becomes
 an ``OutOfDeviceMemoryError`` with the same details).
 
-Limit: processes do not share reservations. Two processes (of this library or not) admitted at
-the same instant against the same free memory can both pass; one of their calls then blocks in
-RC mode as it would have without admission (only the window between the check and the call).
+Programs that do not use admission (or use ``native``) allocate outside this order; in RC mode
+``/proc/sys/vm/enable_oom_killer`` covers them. A model load allocates inside pyacl: ``Model``
+admits its work and weight bytes (``acl.mdl.query_size``) the same way.
 """
 
 from __future__ import annotations
 
-import itertools
+import fcntl
 import math
 import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, TypeVar
 
-from . import _backend, _lifetime, _process, _validate
+from . import _backend, _lifetime, _process, _validate, slots
 from .constants import MallocPolicy, MemAttr, RunMode
 from .errors import AclError, MemoryWaitTimeoutError, OutOfDeviceMemoryError
 
@@ -50,6 +53,7 @@ __all__ = [
     "OOM_POLICIES",
     "OomSetting",
     "allocate",
+    "checks",
     "effective_policy",
     "environment_setting",
     "freed",
@@ -60,11 +64,13 @@ __all__ = [
     "set_oom_policy",
 ]
 
+_T = TypeVar("_T")
+
 #: The policies :func:`set_oom_policy` and ``ASCEND_SAFE_OOM_POLICY`` accept.
 OOM_POLICIES = ("raise", "wait", "native")
-ENV_POLICY = "ASCEND_SAFE_OOM_POLICY"
+ENV_POLICY = _process.variable("ASCEND_SAFE_OOM_POLICY", "the OOM policy: raise, wait, native")
 #: Seconds the ``wait`` policy waits when set from the environment (unset: no limit).
-ENV_TIMEOUT = "ASCEND_SAFE_OOM_TIMEOUT"
+ENV_TIMEOUT = _process.variable("ASCEND_SAFE_OOM_TIMEOUT", "seconds the 'wait' policy waits")
 
 #: The allocation calls that take from the device budget, and whether pyacl adds 32 bytes.
 _PLUS32 = {
@@ -73,9 +79,6 @@ _PLUS32 = {
     "media.dvpp_malloc": True,
     "rt.malloc_align32": False,
 }
-#: A refusal while this process has admitted calls still running waits this long for them to
-#: return first (their bytes may be counted twice meanwhile: once reserved, once in use).
-_INFLIGHT_GRACE = 2.0
 #: Polling for frees by other processes (first, most), in seconds.
 _POLL_FIRST = 0.005
 _POLL_MAX = 0.1
@@ -106,6 +109,7 @@ class _Settings:
         self.process: Optional[OomSetting] = None
         self.devices: weakref.WeakKeyDictionary[Any, OomSetting] = weakref.WeakKeyDictionary()
         self.run_modes: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self.lock_fds: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 _settings = _Settings()
@@ -217,6 +221,12 @@ def effective_policy(device: Any) -> OomSetting:
     return OomSetting("native", None)
 
 
+def checks(device: Any) -> bool:
+    """Whether allocations on *device* are decided before the call (the policy is not
+    ``native``); the device's context must be current."""
+    return effective_policy(device).policy != "native"
+
+
 # -- cached memory ---------------------------------------------------------------------------
 
 #: Callbacks ``(device_id, nbytes) -> bytes released`` run before an allocation is refused.
@@ -252,23 +262,30 @@ def _release_cached(device_id: int, nbytes: int) -> int:
     return total
 
 
-# -- the per-device budget -------------------------------------------------------------------
+# -- the per-device admission lock ----------------------------------------------------------
 
 
 class _Budget:
-    """This process's reservations in flight on one device, under one lock."""
+    """One device's admission lock in this process, and the wake-up for allocations waiting."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        # Reentrant: a free made from inside the allocation call (a deferred release run by
+        # the lifetime core) wakes waiters through freed() on the same thread.
+        self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
-        self.reserved: dict[int, int] = {}
         self.generation = 0
         self.waiters = 0
 
 
 _budgets: dict[int, _Budget] = {}
 _budgets_lock = threading.Lock()
-_tokens = itertools.count(1)
+#: ``(slot directory, device id) -> descriptor`` of the per-device admission lock files.
+_lock_files: dict[tuple[str, int], int] = {}
+#: How long an admission waits for another process's admitted call to return (its lock):
+#: such a call fits, so it does not block unless memory was taken behind admission's back.
+_LOCK_PATIENCE = 5.0
+_LOCK_POLL_FIRST = 0.0001
+_LOCK_POLL_MAX = 0.01
 
 
 def _budget(device_id: int) -> _Budget:
@@ -279,10 +296,72 @@ def _budget(device_id: int) -> _Budget:
     return budget
 
 
+def _lock_file(device: Any, device_id: int) -> int:
+    """The descriptor of device *device_id*'s admission lock file in the slot directory (found
+    once per device session: the directory of the slot that session holds)."""
+    fd = _settings.lock_fds.get(device)
+    if fd is None:
+        key = (slots.slot_dir(), device_id)
+        fd = _lock_files.get(key)
+        if fd is None:
+            fd, _path = slots.open_lock_file(f"dev{device_id}.admission")
+            _lock_files[key] = fd
+        _settings.lock_fds[device] = fd
+    return fd
+
+
+def _patience(deadline: float, start: float) -> float:
+    """Until when to wait for the admission lock: the policy's deadline, at least 5 s."""
+    return max(deadline, start + _LOCK_PATIENCE)
+
+
+def _stuck(api: str, device_id: int, waited: float, who: str) -> OutOfDeviceMemoryError:
+    return OutOfDeviceMemoryError(
+        207001,
+        "acl." + api,
+        None,
+        None,
+        {
+            "device": device_id,
+            "decision": (
+                f"{who} admitted allocation on device {device_id} has not returned after "
+                f"{waited:.3g}s (in RC mode it hangs when memory was taken by a program that "
+                "does not use admission, e.g. with OOM policy 'native'); refused rather than "
+                "queued behind it"
+            ),
+        },
+    )
+
+
+def _lock_across_processes(fd: int, api: str, device_id: int, deadline: float) -> None:
+    """``flock`` *fd* (polling, so the wait is bounded and interruptible) or raise."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    poll = _LOCK_POLL_FIRST
+    start = time.monotonic()
+    end = _patience(deadline, start)
+    while True:
+        time.sleep(poll)
+        poll = min(poll * 2, _LOCK_POLL_MAX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            now = time.monotonic()
+            if now >= end:
+                raise _stuck(api, device_id, now - start, "another process's") from None
+
+
 def _new_budgets_in_child() -> None:
-    """In a forked child: the parent's locks may be held by threads that are not here."""
+    """In a forked child: the parent's locks may be held by threads that are not here; the
+    lock files' descriptors were closed by the slots module's hook (never unlocked)."""
     global _budgets_lock
     _budgets.clear()
+    _lock_files.clear()
+    _settings.lock_fds = weakref.WeakKeyDictionary()
     _budgets_lock = threading.Lock()
     _settings.lock = threading.Lock()
 
@@ -294,9 +373,11 @@ def freed(device_id: int) -> None:
     """Device memory of *device_id* was freed in this process: wake allocations waiting for it."""
     budget = _budgets.get(device_id)
     if budget is not None:
-        with budget.lock:
-            budget.generation += 1
-            if budget.waiters:
+        # Not under the lock, which an allocation holds across its call: a check that read
+        # the generation before this free sees it changed and does not wait.
+        budget.generation += 1
+        if budget.waiters:
+            with budget.lock:
                 budget.changed.notify_all()
 
 
@@ -344,103 +425,75 @@ def _mem_info(attrs: tuple[MemAttr, ...], resource: object) -> tuple[int, int]:
 class _Refusal(NamedTuple):
     free: int
     total: int
-    inflight: int
 
 
 def allocate(
     api: Optional[str],
     device: Any,
     size: int,
-    call: Callable[[], int],
+    call: Callable[[], _T],
     *,
     malloc_policy: int = 0,
     resource: object = None,
-) -> int:
+    extent: Optional[int] = None,
+) -> _T:
     """Run *call* (the pyacl allocation *api* of *size* bytes on *device*, whose context is
-    current) if the OOM policy admits it, and return its pointer.
+    current) if the OOM policy admits it, and return what it returns (a pointer).
 
-    ``api`` None (host memory) calls straight through. An out-of-memory error from the call
-    itself gains the same details as a refusal.
+    ``api`` None (host memory) calls straight through. *extent* is the bytes the call takes
+    from the device when not :func:`padded_size` (a model load). An out-of-memory error from
+    the call itself gains the same details as a refusal.
     """
     if api is None:
         return call()
     device_id: int = device.id
     setting = effective_policy(device)
     attrs = _attributes(api, malloc_policy)
-    extent = padded_size(api, size)
+    if extent is None:
+        extent = padded_size(api, size)
     if setting.policy == "native":
         return _call(call, api, device_id, size, extent, attrs, resource)
-    budget = _budget(device_id)
-    token = next(_tokens)
-    try:  # the reservation is dropped whatever happens, an interrupt included
-        _admit(budget, token, setting, api, device_id, size, extent, attrs, resource)
-        return _call(call, api, device_id, size, extent, attrs, resource)
-    finally:
-        with budget.lock:
-            if budget.reserved.pop(token, None) is not None:
-                budget.generation += 1
-                if budget.waiters:
-                    budget.changed.notify_all()
-
-
-def _call(
-    call: Callable[[], int],
-    api: str,
-    device_id: int,
-    size: int,
-    extent: int,
-    attrs: tuple[MemAttr, ...],
-    resource: object,
-) -> int:
-    try:
-        return call()
-    except OutOfDeviceMemoryError as exc:
-        try:
-            free, total = _mem_info(attrs, resource)
-        except AclError:
-            free = total = -1
-        exc.add_details(_details(api, device_id, size, extent, free, total, 0, None))
-        raise
-
-
-def _admit(
-    budget: _Budget,
-    token: int,
-    setting: OomSetting,
-    api: str,
-    device_id: int,
-    size: int,
-    extent: int,
-    attrs: tuple[MemAttr, ...],
-    resource: object,
-) -> None:
-    """Reserve *extent* bytes under *token* once they fit, or raise."""
+    shared = _run_mode(device) == RunMode.DEVICE  # only RC mode hangs: only it pays the flock
     start = time.monotonic()
     deadline = start + setting.timeout if setting.timeout is not None else math.inf
     if setting.policy == "raise":
         deadline = start
+    budget = _budget(device_id)
     flushed = False
     poll = _POLL_FIRST
     while True:
-        with budget.lock:
-            free, total = _mem_info(attrs, resource)
-            inflight = sum(budget.reserved.values())
-            if total == 0 or extent + inflight <= free:  # total 0: the device cannot tell
-                budget.reserved[token] = extent
-                return
-            generation = budget.generation
+        # The check and the call under one lock per device: across threads (the RLock) and,
+        # in RC mode, across processes (an flock), so two callers are never both admitted
+        # against the same free bytes. An admitted call fits, so it returns at once.
+        end = _patience(deadline, time.monotonic())
+        patience = -1.0 if math.isinf(end) else max(0.0, end - time.monotonic())
+        if not budget.lock.acquire(timeout=patience):
+            raise _stuck(api, device_id, time.monotonic() - start, "another thread's")
+        try:
+            fd = _lock_file(device, device_id) if shared else -1
+            locked = False
+            try:
+                if fd >= 0:
+                    locked = True  # before the call: an interrupt after it still unlocks
+                    _lock_across_processes(fd, api, device_id, deadline)
+                generation = budget.generation
+                free, total = _mem_info(attrs, resource)
+                if total == 0 or extent <= free:  # total 0: the device cannot tell
+                    return _call(call, api, device_id, size, extent, attrs, resource)
+            finally:
+                if locked:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            budget.lock.release()
         if not flushed:
             flushed = True
             if _release_cached(device_id, extent):
                 continue
         now = time.monotonic()
-        # Admitted calls still running may be counted twice (reserved, and already taken from
-        # the free memory): while there are some, give them a moment to return and recheck.
-        end = max(deadline, start + _INFLIGHT_GRACE) if inflight else deadline
-        if now >= end:
-            seen = _Refusal(free, total, inflight)
+        if now >= deadline:
+            seen = _Refusal(free, total)
             raise _refusal(setting, api, device_id, size, extent, seen, now - start, resource)
-        wait = min(poll, end - now)
+        wait = min(poll, deadline - now)
         poll = min(poll * 2, _POLL_MAX)
         with budget.lock:
             if budget.generation == generation:
@@ -449,6 +502,26 @@ def _admit(
                     budget.changed.wait(wait)
                 finally:
                     budget.waiters -= 1
+
+
+def _call(
+    call: Callable[[], _T],
+    api: str,
+    device_id: int,
+    size: int,
+    extent: int,
+    attrs: tuple[MemAttr, ...],
+    resource: object,
+) -> _T:
+    try:
+        return call()
+    except OutOfDeviceMemoryError as exc:
+        try:
+            free, total = _mem_info(attrs, resource)
+        except AclError:
+            free = total = -1
+        exc.add_details(_details(api, device_id, size, extent, free, total, None))
+        raise
 
 
 def _refusal(
@@ -470,7 +543,7 @@ def _refusal(
     cls = OutOfDeviceMemoryError if setting.policy == "raise" else MemoryWaitTimeoutError
     err = cls(207001, "acl." + api, None, None if resource is None else repr(resource))
     err.add_details(
-        _details(api, device_id, size, extent, seen.free, seen.total, seen.inflight, how)
+        _details(api, device_id, size, extent, seen.free, seen.total, how)
     )
     return err
 
@@ -482,7 +555,6 @@ def _details(
     extent: int,
     free: int,
     total: int,
-    inflight: int,
     how: Optional[str],
 ) -> dict[str, Any]:
     return {
@@ -491,7 +563,6 @@ def _details(
         "padded": extent,
         "free": free,
         "total": total,
-        "in_flight": inflight,
         "largest": largest_allocations(device_id),
         "decision": how,
     }

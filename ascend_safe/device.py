@@ -111,7 +111,6 @@ class Device(ContextOwner):
     def __init__(self, device_id: int = 0, *, slot_timeout: float | None = 0.0) -> None:
         device_id = _validate.index(device_id, "device id", minimum=0)
         slot_timeout = _validate.timeout(slot_timeout, "slot_timeout", maximum=None)
-        self._id = device_id
         super().__init__(None)
         self._id = device_id
         #: Set once pyacl reports the device gone: cleanup then skips waiting for its work.

@@ -25,7 +25,7 @@ import time
 import warnings
 from typing import Any, Callable, Optional
 
-from . import _backend, _runtime, admission, fork, slots
+from . import _backend, _process, _runtime, admission, fork, slots
 from .constants import MemAttr, RunMode
 
 __all__ = ["KNOWN_VARIABLES", "Check", "Report", "product_family", "run"]
@@ -36,21 +36,10 @@ DEFAULT_TIMEOUT = 5.0
 OOM_KILLER_PATH = "/proc/sys/vm/enable_oom_killer"
 SYSTEM_BUS_SOCKET = "/run/dbus/system_bus_socket"
 
-#: Environment variables ascend_safe reads (the simulator's own are added below).
-KNOWN_VARIABLES = frozenset(
-    {
-        "ASCEND_SAFE_BACKEND",
-        "ASCEND_SAFE_EXIT_TIMEOUT",
-        "ASCEND_SAFE_FORK_POLICY",
-        "ASCEND_SAFE_MAX_PROCS",
-        "ASCEND_SAFE_OOM_POLICY",
-        "ASCEND_SAFE_OOM_TIMEOUT",
-        "ASCEND_SAFE_SLOT_DIR",
-        "ASCEND_SAFE_TRACE",
-        "ASCEND_SAFE_VM",
-        "ASCEND_SAFE_SIM_CONFIG",
-    }
-)
+#: Environment variables ascend_safe reads, as the modules reading them registered them (the
+#: simulator's own are added by :func:`known_variables`; ``ASCEND_SAFE_SIM_CONFIG`` carries them
+#: all to child processes).
+KNOWN_VARIABLES = frozenset({*_process.VARIABLES, "ASCEND_SAFE_SIM_CONFIG"})
 
 
 @dataclasses.dataclass
@@ -145,7 +134,7 @@ def _probe_run_mode() -> dict[str, Any]:
 
 
 def _probe_versions() -> dict[str, Any]:
-    _runtime.ensure_initialized()
+    _runtime.ensure_initialized(check_environment=False)  # the environment check reports them
     out: dict[str, Any] = {}
     if _backend.has("get_version"):
         major, minor, patch = _backend.call("get_version")
@@ -814,15 +803,17 @@ def _invalid_values(env: dict[str, str]) -> dict[str, str]:
     if value and value not in fork.FORK_POLICIES:
         bad["ASCEND_SAFE_FORK_POLICY"] = f"{value!r} is not one of {', '.join(fork.FORK_POLICIES)}"
     checks: tuple[tuple[str, Callable[[], object]], ...] = (
-        ("ASCEND_SAFE_MAX_PROCS", lambda: slots.process_limit(None)),
-        ("ASCEND_SAFE_VM", slots.detect_vm),
+        (slots.ENV_MAX_PROCS, lambda: slots.process_limit(None)),
+        (slots.ENV_VM, slots.detect_vm),
+        (admission.ENV_POLICY, admission.environment_setting),  # with ENV_TIMEOUT
     )
     for name, check in checks:
         if env.get(name, "").strip():
             try:
                 check()
             except ValueError as exc:
-                bad[name] = str(exc)
+                named = str(exc).split("=", 1)[0]  # the message starts with the variable
+                bad[named if named.startswith("ASCEND_SAFE_") else name] = str(exc)
     value = env.get("ASCEND_SAFE_EXIT_TIMEOUT", "").strip()
     if value:
         try:

@@ -522,11 +522,11 @@ class OutOfDeviceMemoryError(AclResourceError):
 
     Raised by pyacl's own failure, or by memory admission before a call that would not fit (in
     RC mode such a call hangs). Where known, :attr:`details` says which device, the bytes
-    requested (and with pyacl's padding), the free and total bytes, the bytes of this process's
-    allocations still in flight, and the largest live allocations of this process.
+    requested (and with pyacl's padding), the free and total bytes, and the largest live
+    allocations of this process.
     """
 
-    #: ``device requested padded free total in_flight largest decision`` when known, else {}.
+    #: ``device requested padded free total largest decision`` when known, else {}.
     details: dict[str, Any]
 
     def __init__(
@@ -588,8 +588,6 @@ class OutOfDeviceMemoryError(AclResourceError):
             parts.append(f"{free} of {total} bytes free")
         elif "free" in d:
             parts.append("free memory unknown (get_mem_info reported nothing)")
-        if d.get("in_flight"):
-            parts.append(f"{d['in_flight']} bytes being allocated by other threads")
         largest = d.get("largest")
         if largest:
             items = ", ".join(f"{text} ({n} bytes)" for text, n in largest)

@@ -23,7 +23,7 @@ import time
 import warnings
 from typing import Any
 
-from . import _validate
+from . import _process, _validate
 from . import stream as _stream
 from .errors import AsyncOperationsPendingError
 
@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 FORK_POLICIES = ("sync", "raise", "warn", "off")
+ENV_POLICY = _process.variable("ASCEND_SAFE_FORK_POLICY", "the fork policy: sync, raise, warn, off")
 #: Audit events that create a process.
 _PROCESS_EVENTS = frozenset(
     {"os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.spawn", "subprocess.Popen"}
@@ -152,14 +153,14 @@ def guard_process_creation() -> None:
     if _settings.installed:
         return
     _settings.installed = True
-    env = os.environ.get("ASCEND_SAFE_FORK_POLICY", "").strip().lower()
-    if env:
-        if env not in FORK_POLICIES:
-            raise ValueError(
-                f"ASCEND_SAFE_FORK_POLICY={env!r} is not valid: use one of "
-                f"{', '.join(FORK_POLICIES)}"
-            )
+    env = os.environ.get(ENV_POLICY, "").strip().lower()
+    if env in FORK_POLICIES:
         set_fork_policy(env)
+    elif env:  # not raised here: the import must work for 'python -m ascend_safe doctor'
+        _process.config_error(
+            f"ASCEND_SAFE_FORK_POLICY={env!r} is not valid: use one of "
+            f"{', '.join(FORK_POLICIES)}"
+        )
     sys.addaudithook(_audit)
     os.register_at_fork(before=_before_fork)
     _wrap_spawnv_passfds()

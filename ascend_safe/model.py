@@ -16,9 +16,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Callable, NamedTuple, Union
 
-from . import _backend, _lifetime
+from . import _backend, _lifetime, admission
 from .buffer import DataBuffer
 from .context import ContextOwner, InContext
+from .errors import AclError
 from .handles import Handle, handle_class
 from .memory import DeviceMemory, Memory
 from .stream import Stream
@@ -191,11 +192,17 @@ class Model(InContext):
 
     def _create(self, data: Any) -> int:
         self._owner.make_current()
+        args: tuple[Any, ...]
         if isinstance(data, bytes):
             ptr = _backend.call_value("util.bytes_to_ptr", data)
-            model_id: int = _backend.call("mdl.load_from_mem", ptr, len(data), resource=self)
+            api, args, query = "mdl.load_from_mem", (ptr, len(data)), "mdl.query_size_from_mem"
         else:
-            model_id = _backend.call("mdl.load_from_file", data, resource=self)
+            api, args, query = "mdl.load_from_file", (data,), "mdl.query_size"
+
+        def load() -> int:
+            return int(_backend.call(api, *args, resource=self))
+
+        model_id = self._admitted(load, api, query, args)
         try:
             self._prepare(model_id)
         except BaseException:
@@ -206,6 +213,24 @@ class Model(InContext):
                 _backend.call("mdl.unload", model_id, resource=self)
             raise
         return model_id
+
+    def _admitted(
+        self, load: Callable[[], int], api: str, query: str, args: tuple[Any, ...]
+    ) -> int:
+        """Load through memory admission: the load allocates the model's work and weight
+        memory on the device (the sizes ``query_size`` reports), which in RC mode blocks when it
+        does not fit, like a malloc."""
+        device = self._owner.device
+        if not admission.checks(device):
+            return load()
+        try:
+            work, weight = _backend.call(query, *args, resource=self)
+        except AclError:
+            return load()  # the size is unknown: the load itself reports what is wrong
+        need = int(work) + int(weight)
+        if need <= 0:
+            return load()
+        return admission.allocate(api, device, need, load, resource=self, extent=need)
 
     def _prepare(self, model_id: int) -> None:
         owner = self._owner

@@ -66,6 +66,7 @@ __all__ = [
     "acquire",
     "detect_vm",
     "held_slots",
+    "open_lock_file",
     "process_limit",
     "product_limit",
     "slot_dir",
@@ -73,11 +74,11 @@ __all__ = [
 ]
 
 #: Environment variable overriding the per-device process limit (a positive integer).
-ENV_MAX_PROCS = "ASCEND_SAFE_MAX_PROCS"
+ENV_MAX_PROCS = _process.variable("ASCEND_SAFE_MAX_PROCS", "processes allowed per device")
 #: Environment variable overriding virtual-machine detection (``0`` or ``1``).
-ENV_VM = "ASCEND_SAFE_VM"
+ENV_VM = _process.variable("ASCEND_SAFE_VM", "running in a virtual machine: 0 or 1")
 #: Environment variable choosing the directory that holds the slot files.
-ENV_SLOT_DIR = "ASCEND_SAFE_SLOT_DIR"
+ENV_SLOT_DIR = _process.variable("ASCEND_SAFE_SLOT_DIR", "directory of the process-slot files")
 
 #: Per-device process limits documented by CANN.
 LIMIT_A2_A3 = 63
@@ -695,6 +696,38 @@ def acquire(device: int, limit: int, *, timeout: float | None = 0.0) -> DeviceSl
         pause = delay if timeout is None else min(delay, timeout - waited)
         time.sleep(max(pause, 0.0))  # the lock is not held here: other threads may release
         delay = min(delay * 2, _POLL_MAX)
+
+
+def open_lock_file(name: str) -> tuple[int, str]:
+    """Open (creating) the lock file *name* in :func:`slot_dir`, with the slot files' defences
+    (checked directory walk, ``O_EXCL | O_NOFOLLOW`` creation, read-only for another user's
+    file, no symlink, FIFO or hard link), close-on-exec; ``(fd, path)``.
+
+    The descriptor is closed in a forked child without being unlocked (like the slots'), so a
+    child never pins a lock its parent holds. Raises :class:`SlotDirectoryError` when the
+    directory or the entry cannot be trusted.
+    """
+    if not name or "/" in name or name in (".", "..") or _SLOT_NAME.fullmatch(name):
+        raise ValueError(f"lock file name must be a plain name, not a slot's: {name!r}")
+    directory = slot_dir()
+    path = os.path.join(directory, name)
+    with _lock:
+        dir_fd = _open_slot_dir(directory)
+        try:
+            for _ in range(3):  # an entry that vanished between two opens: try again
+                fd, why = _open_slot_file(dir_fd, name, directory)
+                if fd is not None:
+                    _open_fds.add(fd)
+                    return fd, path
+                if why is not None:
+                    raise SlotDirectoryError(
+                        directory,
+                        f"lock file {path} {why}, so it cannot be used. To fix: remove it "
+                        "(it is recreated on use) and check what created it.",
+                    )
+        finally:
+            os.close(dir_fd)
+    raise SlotDirectoryError(directory, f"lock file {path} keeps vanishing while opened")
 
 
 # ---------------------------------------------------------------------------

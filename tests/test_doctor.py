@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import socket
 import stat
@@ -15,6 +16,7 @@ import sys
 import textwrap
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -368,3 +370,31 @@ def test_a_probe_process_that_dies_is_a_failure(clean_env, tmp_path):
     )
     assert backend.fix is not None and "import ascend_safe" in backend.fix
     assert checks["environment"].status == "ok"
+
+
+def test_a_bad_oom_policy_or_timeout_fails(clean_env):
+    clean_env.setenv("ASCEND_SAFE_OOM_POLICY", "sometimes")
+    check = doctor._env_check()
+    assert check.status == "fail" and "ASCEND_SAFE_OOM_POLICY" in check.details["invalid"]
+    clean_env.setenv("ASCEND_SAFE_OOM_POLICY", "wait")
+    clean_env.setenv("ASCEND_SAFE_OOM_TIMEOUT", "soon")
+    check = doctor._env_check()
+    assert check.status == "fail" and list(check.details["invalid"]) == ["ASCEND_SAFE_OOM_TIMEOUT"]
+
+
+def test_every_variable_the_library_reads_is_known():
+    # Every ASCEND_SAFE_* name written in the library's source (outside the simulator, whose
+    # options are added from its own config) is registered, so none is reported as a typo.
+    root = Path(asf.__file__).parent
+    names: set[str] = set()
+    for path in root.glob("*.py"):
+        names.update(re.findall(r"ASCEND_SAFE_[A-Z][A-Z_]*[A-Z]", path.read_text()))
+    names = {n for n in names if not n.startswith("ASCEND_SAFE_SIM_")}
+    assert names and names <= doctor.KNOWN_VARIABLES, names - doctor.KNOWN_VARIABLES
+    assert "ASCEND_SAFE_SIM_CALL_LATENCY" in doctor.known_variables()
+    readme_path = root.parent / "README.md"
+    if not readme_path.exists():
+        pytest.skip("not a source checkout")
+    readme = readme_path.read_text()
+    undocumented = [n for n in doctor.KNOWN_VARIABLES if f"`{n}`" not in readme]
+    assert undocumented == []  # the README's table lists each one

@@ -1,10 +1,12 @@
 """Models, model descriptions and datasets (pyACL ``mdl/mdl_wrap.cpp``).
 
 A model is loaded from the simulator's own file format (``_model_file``) into the current
-context, charged to its device's memory, and executed with numpy on the real bytes of the
-dataset's buffers. As in the runtime (``src/runtime/api/impl/api_impl.cc``: ModelExecute,
-ModelExecuteAsync, ModelDestroy check ``mdl->Context_() != curCtx``), executing or unloading a
-model from a context other than the one it was loaded in returns 107004.
+context, charged to its device's memory like an allocation (the machine-wide budget every
+process shares; in RC mode a load that does not fit blocks, like ``rt.malloc``), and executed
+with numpy on the real bytes of the dataset's buffers. As in the runtime
+(``src/runtime/api/impl/api_impl.cc``: ModelExecute, ModelExecuteAsync, ModelDestroy check
+``mdl->Context_() != curCtx``), executing or unloading a model from a context other than the
+one it was loaded in returns 107004.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Optional
 
 from . import _model_file
 from ._alloc import Alloc
-from ._codes import INVALID_PARAM, RT_MEMORY_ALLOCATION, RT_PARAM_INVALID
+from ._codes import INVALID_PARAM, RT_PARAM_INVALID
 from ._core import Fail
 from ._memory import MemoryDomain
 from ._model_file import GE_LOAD_MODEL, GE_PARAM_INVALID, ModelFileError, ModelSpec
@@ -127,6 +129,7 @@ class ModelDomain(MemoryDomain):
             device = self.devices.get(model.device)
             if device is not None:
                 device.used -= model.charged
+                self._publish_usage(device)
             self.mem_cond.notify_all()
 
     def _release_models(self, device: int) -> int:
@@ -180,14 +183,12 @@ class ModelDomain(MemoryDomain):
         charged = 0
         caller: list[Alloc] = []
         if memory is None:
+            # The runtime allocates the model's work and weight memory itself, from the same
+            # device memory as acl.rt.malloc: the machine-wide budget, and in RC mode a load
+            # that does not fit blocks like a malloc (the memory domain's _reserve).
             charged = work + weight
-            budget = self.config.memory_per_device
-            if device.used + charged > budget:
-                raise Fail(
-                    RT_MEMORY_ALLOCATION,
-                    f"out of device memory loading a model of {charged} bytes: "
-                    f"{budget - device.used} of {budget} free on device {ctx.device}",
-                )
+            if charged:
+                self._reserve(device, "model load", charged, charged)
         else:
             work_ptr, work_size, weight_ptr, weight_size = memory
             for role, ptr, size, need in (
@@ -209,7 +210,6 @@ class ModelDomain(MemoryDomain):
         self.next_model_id += 1
         model = LoadedModel(self.next_model_id, spec, ctx, charged)
         model.caller_memory = tuple(caller)
-        device.used += charged
         self.models[model.id] = model
         return (model.id,)
 

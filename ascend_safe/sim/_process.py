@@ -42,6 +42,7 @@ class ProcessDomain(Core):
             if self.config.lose_device_on_hibernate:
                 for device in active:
                     device.lost = True
+                    self._drop_device_work(device.index)
 
     def _install_hook(self) -> None:
         if self.hook_installed:

@@ -3,14 +3,17 @@ runs out: the policies raise / wait / native, padding, concurrency, and 207001 i
 
 from __future__ import annotations
 
+import fcntl
+import os
 import pickle
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 import ascend_safe as asf
-from ascend_safe import _backend, admission
+from ascend_safe import _backend, admission, slots
 
 MEMORY = 1 << 20
 
@@ -256,6 +259,20 @@ def test_host_memory_is_not_admitted(sim):
         assert sim.call_counts().get("rt.get_mem_info", 0) == before
 
 
+def _admission_lock_is_free(device_id: int) -> bool:
+    """Whether another open file description can take device *device_id*'s admission lock
+    (what another process would see)."""
+    path = os.path.join(slots.slot_dir(), f"dev{device_id}.admission")
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def test_an_interrupted_allocation_leaves_no_reservation(sim, monkeypatch):
     def interrupted(size: int, kind: int) -> tuple[int, int]:
         raise KeyboardInterrupt
@@ -265,7 +282,110 @@ def test_an_interrupted_allocation_leaves_no_reservation(sim, monkeypatch):
             patch.setitem(_backend._functions, "rt.malloc", interrupted)
             dev.malloc(700_000)
         # No phantom 700000 bytes in flight: this fits and is admitted.
+        assert _admission_lock_is_free(0)  # other processes are not shut out
         mem = dev.malloc(700_000)
-        assert admission._budgets[0].reserved == {}
         mem.close()
+    assert _hangs(sim) == []
+
+
+def _model(sim, path, weight_bytes: int) -> str:
+    np = pytest.importorskip("numpy")
+    sim.write_model(
+        str(path),
+        inputs=[("x", "float32", (1, 4))],
+        outputs=[("y", "float32", (1, weight_bytes // 16))],
+        ops=[{"op": "matmul", "weight": np.zeros((4, weight_bytes // 16), np.float32)}],
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("source", ["file", "bytes"])
+def test_a_model_that_does_not_fit_is_refused_before_loading(sim, tmp_path, source):
+    path = _model(sim, tmp_path / "big.simmdl", 600_000)
+    arg = path if source == "file" else Path(path).read_bytes()
+    api = "mdl.load_from_file" if source == "file" else "mdl.load_from_mem"
+    with asf.Device(0) as dev:
+        held = dev.malloc(700_000)
+        before = sim.call_counts().get(api, 0)
+        with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+            asf.Model(dev, arg)
+        assert sim.call_counts().get(api, 0) == before  # decided before the call
+        assert info.value.requested is not None and info.value.requested >= 600_000
+        assert info.value.api == "acl." + api
+        held.close()
+        model = asf.Model(dev, arg)  # fits now
+        assert sim.live_handles().get("model")
+        model.close()
+    assert _hangs(sim) == []
+
+
+def test_a_model_load_waits_for_memory_freed_meanwhile(sim, tmp_path):
+    path = _model(sim, tmp_path / "big.simmdl", 600_000)
+    asf.set_oom_policy("wait", timeout=30)
+    with asf.Device(0) as dev:
+        held = dev.malloc(700_000)
+        threading.Timer(0.2, held.close).start()
+        start = time.monotonic()
+        model = asf.Model(dev, path)
+        assert time.monotonic() - start >= 0.15
+        model.close()
+    assert _hangs(sim) == []
+
+
+def test_a_loaded_model_takes_from_the_shared_budget(sim, tmp_path):
+    path = _model(sim, tmp_path / "big.simmdl", 600_000)
+    with asf.Device(0) as dev:
+        free_before = dev.mem_info()[0]
+        model = asf.Model(dev, path)
+        assert dev.mem_info()[0] <= free_before - 600_000
+        with pytest.raises(asf.OutOfDeviceMemoryError):
+            dev.malloc(700_000)  # refused: the model holds the memory
+        model.close()
+        assert dev.mem_info()[0] == free_before
+    assert _hangs(sim) == []
+
+
+def test_a_lock_held_too_long_by_another_process_is_refused_not_waited_for(sim, monkeypatch):
+    monkeypatch.setattr(admission, "_LOCK_PATIENCE", 0.3)
+    with asf.Device(0) as dev:
+        dev.malloc(64).close()  # the lock file exists
+        path = os.path.join(slots.slot_dir(), "dev0.admission")
+        other = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # another open file description
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)  # as a process stuck in an admitted malloc
+            before = sim.call_counts().get("rt.malloc", 0)
+            start = time.monotonic()
+            with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+                dev.malloc(1000)
+            assert 0.25 <= time.monotonic() - start < 5
+            assert "another process's admitted allocation on device 0" in str(info.value)
+            assert sim.call_counts().get("rt.malloc", 0) == before
+        finally:
+            os.close(other)
+        dev.malloc(1000).close()  # the lock is free again
+    assert _hangs(sim) == []
+
+
+def test_a_thread_stuck_in_an_admitted_call_does_not_hang_the_others(sim, monkeypatch):
+    monkeypatch.setattr(admission, "_LOCK_PATIENCE", 0.3)
+    real_malloc = sim.acl_module().rt.malloc
+    inside = threading.Event()
+
+    def stuck_malloc(size: int, kind: int) -> tuple[int, int]:
+        if size == 1234:
+            inside.set()
+            time.sleep(1.5)
+        return real_malloc(size, kind)
+
+    monkeypatch.setitem(_backend._functions, "rt.malloc", stuck_malloc)
+    with asf.Device(0) as dev:
+        got: list[asf.DeviceMemory] = []
+        slow = threading.Thread(target=lambda: got.append(dev.malloc(1234)))
+        slow.start()
+        assert inside.wait(10)
+        with pytest.raises(asf.OutOfDeviceMemoryError) as info:
+            dev.malloc(1000)
+        assert "another thread's admitted allocation on device 0" in str(info.value)
+        slow.join(10)
+        got[0].close()
     assert _hangs(sim) == []

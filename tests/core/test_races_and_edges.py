@@ -4,6 +4,8 @@ children exiting, stuck streams at exit, default streams never warning."""
 from __future__ import annotations
 
 import gc
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -138,10 +140,41 @@ def test_forked_child_exit_leaves_the_parent_resources_alone(tmp_path):
     assert not record.exists() or record.read_text() == ""
 
 
-def test_bad_fork_policy_variable_is_named():
-    proc = _run("import ascend_safe", ASCEND_SAFE_FORK_POLICY="sometimes")
-    assert proc.returncode != 0
-    assert "ASCEND_SAFE_FORK_POLICY='sometimes' is not valid" in proc.stderr
+def test_bad_fork_policy_variable_is_named_at_first_use_not_at_import():
+    proc = _run(
+        """
+        import ascend_safe as asf
+        print("imported", flush=True)
+        try:
+            asf.Device(0)
+        except ValueError as exc:
+            print("refused:", exc)
+        """,
+        ASCEND_SAFE_FORK_POLICY="sometimes",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("imported\nrefused: ")
+    assert "ASCEND_SAFE_FORK_POLICY='sometimes' is not valid: use one of sync" in proc.stdout
+
+
+def test_doctor_starts_with_a_bad_fork_policy_and_reports_it():
+    proc = subprocess.run(
+        [sys.executable, "-m", "ascend_safe", "doctor", "--json"],
+        env=dict(os.environ, ASCEND_SAFE_BACKEND="sim", ASCEND_SAFE_FORK_POLICY="sometimes"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    report = json.loads(proc.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    env = checks["environment"]
+    assert env["status"] == "fail"
+    assert "ASCEND_SAFE_FORK_POLICY" in env["summary"] and "sync" in env["summary"]
+    assert "ASCEND_SAFE_FORK_POLICY" in env["fix"]
+    # Only the environment check reports it: the probes still ran.
+    assert checks["versions"]["status"] != "fail", checks["versions"]
+    others = [n for n, c in checks.items() if n != "environment" and "FORK" in c["summary"]]
+    assert others == []
 
 
 def test_waiting_through_another_stream_delivers_host_copies(sim):
