@@ -3,9 +3,26 @@ point, inert unless asked, and explicit about what a test left open."""
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import pytest
 
 pytest_plugins = ["pytester"]
+
+
+def _entry_point_installed() -> bool:
+    points = metadata.entry_points()
+    group = (
+        points.select(group="pytest11")  # type: ignore[attr-defined,unused-ignore]
+        if hasattr(points, "select")
+        else points.get("pytest11", [])  # Python 3.9
+    )
+    return any(ep.value == "ascend_safe.pytest_plugin" for ep in group)
+
+
+pytestmark = pytest.mark.skipif(
+    not _entry_point_installed(), reason="ascend_safe is not installed (pip install -e .)"
+)
 
 LEAKY = """
 import pytest
