@@ -10,12 +10,19 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import types
+import warnings
 from typing import Any, Callable
 
 from . import _process
-from .errors import BackendUnavailableError, ForkSafetyError, make_acl_error
+from .errors import (
+    BackendFallbackWarning,
+    BackendUnavailableError,
+    ForkSafetyError,
+    make_acl_error,
+)
 
 __all__ = [
     "acl",
@@ -83,10 +90,28 @@ def _select() -> tuple[types.ModuleType, str]:
             ) from exc
         from . import sim
 
-        _log.warning("pyacl (import acl) is not available: ascend_safe uses its simulator")
+        # Decided once: child processes (worker pools) inherit the choice and stay silent.
+        os.environ["ASCEND_SAFE_BACKEND"] = "sim"
+        warnings.warn(
+            f"pyacl (import acl) is not available ({exc}): ascend_safe uses its simulator. "
+            "Set ASCEND_SAFE_BACKEND=sim to choose it explicitly, or install CANN and source "
+            "its set_env.sh for the real device",
+            BackendFallbackWarning,
+            stacklevel=_caller_level(),
+        )
         return sim.acl_module(), "sim"
     module: types.ModuleType = real
     return module, ("sim" if getattr(module, "__ascend_safe_sim__", False) else "acl")
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning raised here that points at the first caller outside the
+    package."""
+    level, frame = 2, sys._getframe(2)  # _select's caller
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("ascend_safe"):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def acl() -> types.ModuleType:

@@ -27,7 +27,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 import warnings
 import weakref
 from collections import Counter
@@ -62,6 +61,8 @@ _deferred: list[Resource] = []
 _trace = os.environ.get(
     _process.variable("ASCEND_SAFE_TRACE", "record where each resource was created"), ""
 ) not in ("", "0")
+_PACKAGE = __name__.rpartition(".")[0]
+_PACKAGE_PREFIX = _PACKAGE + "."
 _thread = threading.local()  # .trackers: the CallTrackers active in this thread
 _get_ident = threading.get_ident
 
@@ -69,13 +70,15 @@ _get_ident = threading.get_ident
 class CallTracker:
     """What one stretch of code in one thread created (see :func:`tracking`)."""
 
-    __slots__ = ("collected", "created")
+    __slots__ = ("collected", "collected_sites", "created")
 
     def __init__(self) -> None:
         #: Resources opened while tracking, oldest first.
         self.created: list[weakref.ref[Resource]] = []
         #: Of those, how many of each class were garbage-collected while still open.
         self.collected: Counter[str] = Counter()
+        #: ``"<repr> created at <site>"`` of those collected, when tracing is on.
+        self.collected_sites: list[str] = []
 
     def still_open(self) -> list[Resource]:
         """The tracked resources that are still open, oldest first."""
@@ -153,7 +156,8 @@ class Resource:
         self._uses: dict[int, int] = {}
         self._closer = 0
         self._postponed = False
-        self._site: traceback.StackSummary | None = None
+        #: Where the user's code created it (file, line, function), if tracing is on.
+        self._site: tuple[str, int, str] | None = None
         self._trackers: tuple[CallTracker, ...] = ()
 
     # -- construction -------------------------------------------------------------------------
@@ -216,7 +220,7 @@ class Resource:
         self._ref = ref
         self._handle = handle
         if _trace:
-            self._site = traceback.StackSummary.from_list(traceback.extract_stack()[:-4])
+            self._site = _creation_site()
         trackers = getattr(_thread, "trackers", None)
         if trackers and self.tracked:
             self._trackers = tuple(trackers)
@@ -304,6 +308,13 @@ class Resource:
         closed, so a stale integer never escapes."""
         handle: int = self._checked_handle()
         return handle
+
+    @property
+    def created_at(self) -> str | None:
+        """Where it was created (``"path:line in function"``: the first caller outside
+        ascend_safe), when ``ASCEND_SAFE_TRACE=1`` is set; else None."""
+        site = self._site
+        return None if site is None else f"{site[0]}:{site[1]} in {site[2]}"
 
     @property
     def closed(self) -> bool:
@@ -447,9 +458,15 @@ class Resource:
                     self._state = _ABANDONED
                     return
                 _deferred.append(self)  # resurrected until the next safe point releases it
+                site = self.created_at
                 for tracker in self._trackers:
                     tracker.collected[type(self).__name__] += 1
-                warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+                    if site is not None:
+                        tracker.collected_sites.append(f"{self!r} created at {site}")
+                where = "" if site is None else f", created at {site}"
+                warnings.warn(
+                    f"unclosed {self!r}{where}", ResourceWarning, source=self, stacklevel=2
+                )
             except BaseException:
                 pass
 
@@ -568,6 +585,27 @@ def _end_every(resources: list[Resource]) -> None:
             first = None
 
 
+def set_tracing(enabled: bool) -> bool:
+    """Record creation sites of the resources created from now on (what
+    ``ASCEND_SAFE_TRACE=1`` turns on at import), or stop; returns the previous setting."""
+    global _trace
+    previous, _trace = _trace, bool(enabled)
+    return previous
+
+
+def _creation_site() -> tuple[str, int, str] | None:
+    """The innermost frame of the caller that is not ascend_safe's own code, however deep
+    the library's frames go (module level, functions, factory methods, worker calls)."""
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name != _PACKAGE and not name.startswith(_PACKAGE_PREFIX):
+            code = frame.f_code
+            return (code.co_filename, frame.f_lineno, code.co_name)
+        frame = frame.f_back
+    return None
+
+
 def _new_locks_in_child() -> None:
     """In a forked child: the parent's lock may be held by a thread that is not here."""
     global _lock, _state_changed
@@ -643,7 +681,9 @@ def leak_report(resources: list[Resource] | None = None) -> str:
     summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
     lines = [f"{len(items)} live resource{'s' if len(items) != 1 else ''}: {summary}"]
     for r in items:
-        if r._site is not None:
-            frame = r._site[-1]
-            lines.append(f"  {r!r} created at {frame.filename}:{frame.lineno}")
+        site = r.created_at
+        if site is not None:
+            lines.append(f"  {r!r} created at {site}")
+    if not any(r._site is not None for r in items) and not _trace:
+        lines.append("  (set ASCEND_SAFE_TRACE=1 to record where each one was created)")
     return "\n".join(lines)

@@ -45,7 +45,7 @@ from typing import Any, Callable, NamedTuple, Optional, TypeVar
 
 from . import _backend, _lifetime, _process, _validate, slots
 from .constants import MallocPolicy, MemAttr, RunMode
-from .errors import AclError, OutOfDeviceMemoryError
+from .errors import AclError, MemoryWaitTimeoutError, OutOfDeviceMemoryError
 
 __all__ = [
     "ENV_POLICY",
@@ -539,9 +539,9 @@ def _refusal(
     else:
         how = f"still no room after waiting {waited:.3g}s (OOM policy 'wait'"
     how += "; in RC mode the call would hang until memory is freed)"
-    err = OutOfDeviceMemoryError(
-        207001, "acl." + api, None, None if resource is None else repr(resource)
-    )
+    # the 'wait' policy ran out of time: also a TimeoutError
+    cls = OutOfDeviceMemoryError if setting.policy == "raise" else MemoryWaitTimeoutError
+    err = cls(207001, "acl." + api, None, None if resource is None else repr(resource))
     err.add_details(
         _details(api, device_id, size, extent, seen.free, seen.total, how)
     )

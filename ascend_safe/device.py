@@ -8,13 +8,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _process, _runtime, _validate, admission, slots
+from typing_extensions import Self
+
+from . import _backend, _process, _runtime, _scope, _validate, admission, slots
 from ._interrupts import POLL, interruption_point
 from ._lifetime import call_all
 from ._staging import StagingPool
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
-from .errors import ProcessLimitError
+from .errors import ProcessLimitError, SlotWaitTimeoutError
 
 if TYPE_CHECKING:
     from .event import Event
@@ -83,7 +85,7 @@ def _acquire_slot(device_id: int, limit: int, timeout: float | None) -> slots.De
             # the message gives the time of the last slice: give the whole wait instead
             waited = f"after waiting {time.monotonic() - start:.2f} s"
             message = re.sub(r"after waiting [0-9.]+ s", waited, exc.message)
-            raise ProcessLimitError(exc.device, exc.limit, exc.holders, message) from None
+            raise SlotWaitTimeoutError(exc.device, exc.limit, exc.holders, message) from None
 
 
 _slot_table = _SlotTable()
@@ -141,6 +143,15 @@ class Device(ContextOwner):
             raise
         self._became_current()
         return device_id
+
+    def __enter__(self) -> Self:
+        super().__enter__()
+        _scope.enter(self)  # the thread's current session (current_device()) inside the block
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _scope.exit(self)
+        super().__exit__(*exc_info)
 
     @property
     def id(self) -> int:

@@ -30,21 +30,28 @@ __all__ = [
     "CODE_BY_NAME",
     "OOM_CODES",
     "SUCCESS",
+    "SYNC_TIMEOUT_CODES",
     "AclError",
     "AclInternalError",
     "AclParameterError",
     "AclResourceError",
+    "AclTimeoutError",
     "AscendSafeError",
     "AsyncOperationsPendingError",
+    "BackendFallbackWarning",
     "BackendUnavailableError",
     "ErrorCategory",
     "ErrorInfo",
+    "EventNotCompleteError",
     "ForkSafetyError",
+    "MemoryWaitTimeoutError",
     "OutOfDeviceMemoryError",
     "ProcessLimitError",
     "ResourceClosedError",
     "ResourceLeakError",
+    "ResourceLeakWarning",
     "SlotDirectoryError",
+    "SlotWaitTimeoutError",
     "SuspendError",
     "WorkCancelledError",
     "category_for",
@@ -606,10 +613,21 @@ class AclInternalError(AclError):
     """An internal ACL, runtime, driver or GE failure (5xxxxx) or a code of no known range."""
 
 
+class AclTimeoutError(AclInternalError, TimeoutError):
+    """A synchronize with a timeout expired (507046 stream, 507047 event): the work is still
+    running. Also a :class:`TimeoutError`, so ``except TimeoutError`` catches it."""
+
+
+#: Codes of a synchronize that timed out (:class:`AclTimeoutError`).
+SYNC_TIMEOUT_CODES = frozenset({507046, 507047})
+
+
 def error_class_for(code: int) -> type[AclError]:
     """The :class:`AclError` subclass that represents ``code``."""
     if code in OOM_CODES:
         return OutOfDeviceMemoryError
+    if code in SYNC_TIMEOUT_CODES:
+        return AclTimeoutError
     category = category_for(code)
     if category is ErrorCategory.PARAMETER:
         return AclParameterError
@@ -642,6 +660,17 @@ class AsyncOperationsPendingError(AscendSafeError, RuntimeError):
     """An operation needs asynchronous work to finish first, but some is still pending."""
 
 
+class EventNotCompleteError(AsyncOperationsPendingError):
+    """An event's recorded work has not completed yet (``Event.elapsed_time`` before the end
+    event completed): synchronize the event (or its stream) first."""
+
+
+class MemoryWaitTimeoutError(OutOfDeviceMemoryError, TimeoutError):
+    """Under the ``'wait'`` OOM policy, memory did not come free within the timeout.
+
+    An :class:`OutOfDeviceMemoryError` and a :class:`TimeoutError`."""
+
+
 class ProcessLimitError(AscendSafeError, RuntimeError):
     """Opening a device would exceed the number of processes allowed on it."""
 
@@ -672,12 +701,34 @@ class ProcessLimitError(AscendSafeError, RuntimeError):
         return (type(self), (self.device, self.limit, self.holders, self.message))
 
 
+class SlotWaitTimeoutError(ProcessLimitError, TimeoutError):
+    """No process slot of the device came free within the *slot_timeout* given (a
+    :class:`ProcessLimitError` and a :class:`TimeoutError`). Without a timeout (0, the default)
+    a full device raises :class:`ProcessLimitError` itself, at once."""
+
+
 class BackendUnavailableError(AscendSafeError, ImportError):
     """The requested backend (real pyacl or the simulator) cannot be imported or used."""
 
 
+class BackendFallbackWarning(UserWarning):
+    """``ASCEND_SAFE_BACKEND=auto`` found no pyacl and uses the simulator. Issued once per
+    program: the decision is passed to child processes through the environment
+    (``ASCEND_SAFE_BACKEND=sim``). Silence it with ``ASCEND_SAFE_BACKEND=sim``, with
+    ``warnings.filterwarnings("ignore", category=ascend_safe.BackendFallbackWarning)``, or on
+    the command line with ``-W "ignore:pyacl (import acl) is not available"`` (``-W`` accepts
+    only built-in categories, so match the message)."""
+
+
 class ResourceLeakError(AscendSafeError, RuntimeError):
     """A worker call left resources open (they were released); raised when asked to."""
+
+
+class ResourceLeakWarning(UserWarning):
+    """A worker call left resources open (they were released): ``@worker(leaks="warn")``.
+
+    A :class:`UserWarning`, so it is shown by default (unlike ``ResourceWarning``); turn it
+    into an error with ``warnings.simplefilter("error", ascend_safe.ResourceLeakWarning)``."""
 
 
 class SlotDirectoryError(AscendSafeError, OSError):

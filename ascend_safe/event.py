@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from . import _backend, _lifetime, _validate
 from .constants import EventFlag, EventRecordedStatus, EventStatus
 from .context import ContextOwner, InContext
+from .errors import AclError, EventNotCompleteError
 from .stream import Stream
 
 if TYPE_CHECKING:
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["Event"]
 
 _OMITTED: Any = object()
+_EVENT_NOT_COMPLETE = 507006  # ACL_ERROR_RT_EVENT_NOT_COMPLETE
 
 
 class Event(InContext):
@@ -92,8 +94,32 @@ class Event(InContext):
                 if ev._recorded_on is None:
                     raise ValueError(f"{ev!r} was never recorded; record both events first")
             self._owner.make_current()
-            ms = _backend.call("rt.event_elapsed_time", start_handle, end_handle, resource=self)
+            try:
+                ms = _backend.call(
+                    "rt.event_elapsed_time", start_handle, end_handle, resource=self
+                )
+            except AclError as exc:
+                if exc.code != _EVENT_NOT_COMPLETE:
+                    raise
+                raise self._not_complete(end) from exc
         return float(ms)
+
+    def _not_complete(self, end: Event) -> EventNotCompleteError:
+        """pyacl's 507006: say which of the two events has not completed."""
+        pending = []
+        for role, ev in (("start", self), ("end", end)):
+            try:
+                if not ev.query():
+                    pending.append(f"the {role} event {ev!r}")
+            except Exception:
+                pending.append(f"the {role} event {ev!r}")
+        if not pending:  # completed meanwhile: pyacl found the end event incomplete
+            pending.append(f"the end event {end!r}")
+        verb = "have" if len(pending) > 1 else "has"
+        return EventNotCompleteError(
+            f"elapsed_time: {' and '.join(pending)} {verb} not completed; call synchronize() "
+            "on it (or on its stream) before asking for the time between events"
+        )
 
     def _release(self, handle: Any) -> None:
         self._owner.make_current()

@@ -58,7 +58,7 @@ from types import TracebackType
 from typing import NamedTuple, Optional
 
 from . import _backend, _process, _validate
-from .errors import ProcessLimitError, SlotDirectoryError
+from .errors import ProcessLimitError, SlotDirectoryError, SlotWaitTimeoutError
 
 __all__ = [
     "DeviceSlot",
@@ -691,7 +691,8 @@ def acquire(device: int, limit: int, *, timeout: float | None = 0.0) -> DeviceSl
             message = _limit_message(
                 device, limit, holders, slot_dir(), waited if timeout else None, junk
             )
-            raise ProcessLimitError(device, limit, tuple(holders), message)
+            cls = SlotWaitTimeoutError if timeout else ProcessLimitError
+            raise cls(device, limit, tuple(holders), message)
         pause = delay if timeout is None else min(delay, timeout - waited)
         time.sleep(max(pause, 0.0))  # the lock is not held here: other threads may release
         delay = min(delay * 2, _POLL_MAX)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import logging
 import multiprocessing
@@ -22,18 +23,24 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import warnings
 import weakref
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
-from . import _backend, _lifetime, _process, _runtime
+from typing_extensions import ParamSpec
+
+from . import _backend, _lifetime, _process, _runtime, _scope, _validate, admission
 from .device import Device
-from .errors import ForkSafetyError, ResourceLeakError
+from .errors import ForkSafetyError, ResourceLeakError, ResourceLeakWarning
 
 __all__ = [
     "LEAK_POLICIES",
+    "PoolStats",
+    "WorkerLeak",
+    "WorkerPool",
     "close_worker_sessions",
     "current_device",
     "keep",
@@ -65,7 +72,7 @@ class _Hooks:
 
 
 hooks = _Hooks()
-_calls = threading.local()  # .stack: device sessions of the worker calls running in this thread
+_reports = threading.local()  # .stack: leak lists of the pool calls running in this thread
 
 
 class _WorkerProcess:
@@ -75,6 +82,9 @@ class _WorkerProcess:
     pool_device: int | None = None
     #: Open sessions, by device id.
     sessions: dict[int, Device] = {}
+    #: Options of the sessions a pool's workers open (see :func:`worker_pool`).
+    slot_timeout: float | None = 0.0
+    oom_policy: tuple[str | None, float | None] | None = None
     prepared_pid = 0
     #: Resources kept across calls (see :func:`keep`).
     kept: weakref.WeakSet[_lifetime.Resource] = weakref.WeakSet()
@@ -102,16 +112,20 @@ def keep(resource: R) -> R:
 
 
 def current_device() -> Device:
-    """The device session of the running worker call (or of this pool worker process)."""
-    stack = getattr(_calls, "stack", None)
-    if stack:
-        dev: Device = stack[-1]
+    """The device session this code runs with.
+
+    The innermost one open in this thread: a ``with Device(...)`` block, or the session of the
+    running ``@worker`` call; else, in a worker of :func:`worker_pool`, that worker's session.
+    Raises ``RuntimeError`` when there is none.
+    """
+    dev: Device | None = _scope.innermost()
+    if dev is not None:
         return dev
     if _here.pool_device is not None:
         return _session(_here.pool_device)
     raise RuntimeError(
-        "current_device() is only available inside an @ascend_safe.worker function or in a "
-        "worker of ascend_safe.worker_pool()"
+        "current_device(): no device session here; call it inside a `with Device(...)` block, "
+        "an @ascend_safe.worker function, or a worker of ascend_safe.worker_pool()"
     )
 
 
@@ -120,7 +134,11 @@ def worker(device: int | None = None, *, leaks: str = "warn") -> Callable[[F], F
 
     *device*: the device to open (None: the one the pool assigned to this worker, else 0).
     *leaks*: what to do with resources a call leaves open, after releasing them: ``"warn"``
-    (``ResourceWarning`` and a log line), ``"raise"`` (:class:`ResourceLeakError`), ``"ignore"``.
+    (a :class:`ResourceLeakWarning`), ``"raise"`` (:class:`ResourceLeakError`), ``"ignore"``.
+    In a :class:`WorkerPool`, the report goes to the parent process, which warns (and counts it
+    in :attr:`WorkerPool.stats`); a raised error reaches it as the call's exception. Reports
+    name the function, the worker's PID and device, and, with ``ASCEND_SAFE_TRACE=1``, where
+    each resource was created.
     """
     if leaks not in LEAK_POLICIES:
         raise ValueError(f"leaks must be one of {', '.join(LEAK_POLICIES)}, not {leaks!r}")
@@ -147,10 +165,7 @@ def _run_call(
     fn: Callable[..., Any], device: int | None, leaks: str, args: Any, kwargs: Any
 ) -> Any:
     dev = _session(_pick_device(device))
-    stack = getattr(_calls, "stack", None)
-    if stack is None:
-        stack = _calls.stack = []
-    stack.append(dev)
+    _scope.enter(dev)
     failed = False
     with _lifetime.tracking() as tracker:
         try:
@@ -159,8 +174,8 @@ def _run_call(
             failed = True
             raise
         finally:
-            stack.pop()
-            _release_leftovers(fn, tracker, leaks, failed)
+            _scope.exit(dev)
+            _release_leftovers(fn, dev.id, tracker, leaks, failed)
 
 
 def _pick_device(device: int | None) -> int:
@@ -178,7 +193,11 @@ def _session(device_id: int) -> Device:
         if dev is None or dev.closed:
             if close_worker_sessions not in _backend.exit_hooks:  # before the exit leak report
                 _backend.exit_hooks.insert(0, close_worker_sessions)
-            dev = _here.sessions[device_id] = Device(device_id)
+            dev = Device(device_id, slot_timeout=_here.slot_timeout)
+            if _here.oom_policy is not None:
+                policy, timeout = _here.oom_policy
+                dev.set_oom_policy(policy, timeout=timeout)
+            _here.sessions[device_id] = dev
     return dev
 
 
@@ -196,8 +215,47 @@ def close_worker_sessions() -> None:
     _here.sessions.clear()
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkerLeak:
+    """What one worker call left open (released after the call), as reported to the parent."""
+
+    #: Qualified name of the ``@worker`` function.
+    function: str
+    #: PID of the worker process, and the device its session was on.
+    pid: int
+    device: int
+    #: The function's leak policy (``"warn"`` or ``"raise"``).
+    policy: str
+    #: Resources left open (or dropped while open), by class name.
+    counts: tuple[tuple[str, int], ...]
+    #: ``"<repr> created at path:line in function"`` per resource left open, when traced
+    #: (``ASCEND_SAFE_TRACE=1``); else the bare reprs.
+    resources: tuple[str, ...]
+
+    @property
+    def total(self) -> int:
+        """How many resources the call left open."""
+        return sum(n for _, n in self.counts)
+
+    def message(self) -> str:
+        """The report in words, one line per resource."""
+        summary = ", ".join(f"{n} {name}" for name, n in self.counts)
+        lines = [
+            f"{self.function} left resources open (worker PID {self.pid}, device "
+            f"{self.device}); they were released: {summary}"
+        ]
+        lines += [f"  {text}" for text in self.resources]
+        if not any(" created at " in text for text in self.resources):
+            lines.append("  (set ASCEND_SAFE_TRACE=1 to record where each one was created)")
+        return "\n".join(lines)
+
+
 def _release_leftovers(
-    fn: Callable[..., Any], tracker: _lifetime.CallTracker, leaks: str, failed: bool
+    fn: Callable[..., Any],
+    device_id: int,
+    tracker: _lifetime.CallTracker,
+    leaks: str,
+    failed: bool,
 ) -> None:
     """Release what this call left open; count what it let the garbage collector find open."""
     _lifetime.drain_deferred()  # objects the call dropped while open
@@ -209,20 +267,31 @@ def _release_leftovers(
     if not left and not tracker.collected:
         return
     kinds = Counter(type(r).__name__ for r in left) + tracker.collected
-    report = ", ".join(f"{n} {name}" for name, n in sorted(kinds.items()))
+    described = tuple(
+        repr(r) if r.created_at is None else f"{r!r} created at {r.created_at}" for r in left
+    ) + tuple(f"{text} (dropped while open)" for text in tracker.collected_sites)
     for resource in reversed(left):
         try:
             resource.close()
         except Exception as exc:
             _log.warning("ascend_safe worker: releasing %r failed: %s", resource, exc)
-    name = getattr(fn, "__qualname__", repr(fn))
-    message = f"{name} left resources open; they were released: {report}"
     if leaks == "ignore":
         return
+    report = WorkerLeak(
+        function=getattr(fn, "__qualname__", repr(fn)),
+        pid=os.getpid(),
+        device=device_id,
+        policy=leaks,
+        counts=tuple(sorted(kinds.items())),
+        resources=described,
+    )
+    collecting: list[list[WorkerLeak]] | None = getattr(_reports, "stack", None)
+    if collecting:  # a pool call: the parent reports it
+        collecting[-1].append(report)
     if leaks == "raise" and not failed:
-        raise ResourceLeakError(message)
-    _log.warning("ascend_safe worker: %s", message)
-    warnings.warn(message, ResourceWarning, stacklevel=3)
+        raise ResourceLeakError(report.message())
+    if not collecting:
+        warnings.warn(report.message(), ResourceLeakWarning, stacklevel=3)
 
 
 def _prepare_process() -> None:
@@ -270,50 +339,253 @@ def _die_with_parent(parent_pid: int | None) -> None:
 # -- pools ------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class _SessionOptions:
+    """The :class:`Device` options of the sessions a pool's workers open."""
+
+    slot_timeout: float | None = 0.0
+    oom_policy: str | None = None
+    oom_timeout: float | None = None
+
+    @classmethod
+    def checked(
+        cls, slot_timeout: float | None, oom_policy: str | None, oom_timeout: float | None
+    ) -> _SessionOptions:
+        seconds = _validate.timeout(slot_timeout, "slot_timeout", maximum=None)
+        if oom_policy is not None and oom_policy not in admission.OOM_POLICIES:
+            raise ValueError(
+                f"oom_policy must be one of {', '.join(map(repr, admission.OOM_POLICIES))} "
+                f"or None, not {oom_policy!r}"
+            )
+        wait = _validate.timeout(oom_timeout, "oom_timeout", maximum=None)
+        if oom_timeout is not None and oom_policy != "wait":
+            raise ValueError("oom_timeout applies only with oom_policy='wait'")
+        return cls(seconds, oom_policy, wait)
+
+
 def _pool_initializer(
-    devices: tuple[int, ...], counter: Any, link: tuple[Callable[[Any], None], Any] | None = None
+    devices: tuple[int, ...],
+    counter: Any,
+    options: _SessionOptions,
+    link: tuple[Callable[[Any], None], Any] | None = None,
 ) -> None:
     with counter.get_lock():
         index = counter.value
         counter.value += 1
     _here.pool_device = devices[index % len(devices)]
+    _here.slot_timeout = options.slot_timeout
+    if options.oom_policy is not None:
+        _here.oom_policy = (options.oom_policy, options.oom_timeout)
     _prepare_process()
     if link is not None:
         link[0](link[1])
 
 
 def _pool_args(
-    workers: int, devices: Sequence[int]
+    workers: int, devices: Sequence[int], options: _SessionOptions
 ) -> tuple[Any, tuple[Any, ...], Callable[[object], None] | None]:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     chosen = tuple(devices)
     if not chosen or not all(isinstance(d, int) and d >= 0 for d in chosen):
         raise ValueError(f"devices must be a non-empty sequence of device ids, got {devices!r}")
+    # Choose the backend here, once: the workers inherit the choice through the environment
+    # (a fallback to the simulator is announced once, by this process, not by every worker).
+    _backend.backend_name()
     ctx = multiprocessing.get_context("spawn")
     if hooks.pool_link is None:
-        return ctx, (chosen, ctx.Value("i", 0)), None
+        return ctx, (chosen, ctx.Value("i", 0), options), None
     worker_fn, worker_arg, attach = hooks.pool_link()
-    return ctx, (chosen, ctx.Value("i", 0), (worker_fn, worker_arg)), attach
+    return ctx, (chosen, ctx.Value("i", 0), options, (worker_fn, worker_arg)), attach
+
+
+class _Outcome:
+    """A pool call's result or exception, with the leaks its worker calls reported."""
+
+    __slots__ = ("error", "leaks", "remote_traceback", "value")
+
+    def __init__(
+        self, value: Any, leaks: list[WorkerLeak], error: Exception | None, remote: str
+    ) -> None:
+        self.value = value
+        self.leaks = leaks
+        self.error = error
+        self.remote_traceback = remote
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Outcome, (self.value, self.leaks, self.error, self.remote_traceback))
+
+
+def _pool_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Outcome:
+    """In a worker: run one submitted call, collecting the leak reports of its worker calls."""
+    stack: list[list[WorkerLeak]] | None = getattr(_reports, "stack", None)
+    if stack is None:
+        stack = _reports.stack = []
+    leaks: list[WorkerLeak] = []
+    stack.append(leaks)
+    try:
+        value = fn(*args, **kwargs)
+    except Exception as exc:
+        remote = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return _Outcome(None, leaks, exc, remote)
+    finally:
+        stack.pop()
+    return _Outcome(value, leaks, None, "")
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (set as its ``__cause__``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\"\"\"\n{self.text}\"\"\""
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolStats:
+    """Counters of a :class:`WorkerPool` (a snapshot)."""
+
+    #: Calls finished (for ``map``: chunks of ``chunksize`` items).
+    calls: int = 0
+    #: Of those, calls that raised (including leaks under ``leaks="raise"``).
+    failures: int = 0
+    #: Worker calls that left resources open (which were released).
+    leaks: int = 0
+    #: Resources those calls left open, in all.
+    leaked_resources: int = 0
+
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+class _PoolFuture(concurrent.futures.Future[_T]):
+    """The future a :class:`WorkerPool` gives: settled once the parent has read the report."""
+
+    def __init__(self, inner: concurrent.futures.Future[Any]) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def cancel(self) -> bool:
+        return self._inner.cancel()  # the inner future's callback cancels this one
+
+    def running(self) -> bool:
+        return self._inner.running()
+
+
+class WorkerPool(concurrent.futures.ProcessPoolExecutor):
+    """A spawn-based ``ProcessPoolExecutor`` whose workers each hold a device session (see
+    :func:`worker_pool`).
+
+    What the ``@worker`` calls of a submitted call leave open is reported to this process: a
+    :class:`ResourceLeakWarning` naming the function, the worker's PID and device, and where
+    each resource was created (with ``ASCEND_SAFE_TRACE=1``), emitted before the call's future
+    completes; under ``leaks="raise"`` the :class:`ResourceLeakError` is the call's exception.
+    :attr:`stats` counts calls, failures and leaks.
+    """
+
+    def __init__(
+        self, workers: int, devices: Sequence[int], options: _SessionOptions
+    ) -> None:
+        ctx, initargs, attach = _pool_args(workers, devices, options)
+        super().__init__(
+            max_workers=workers, mp_context=ctx, initializer=_pool_initializer, initargs=initargs
+        )
+        self._stats_lock = threading.Lock()
+        self._stats = PoolStats()
+        if attach is not None:
+            attach(self)
+
+    @property
+    def stats(self) -> PoolStats:
+        """Calls, failures and leaks so far."""
+        with self._stats_lock:
+            return self._stats
+
+    def submit(
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> concurrent.futures.Future[_T]:
+        inner = super().submit(_pool_call, fn, args, kwargs)
+        outer: _PoolFuture[_T] = _PoolFuture(inner)
+        inner.add_done_callback(functools.partial(self._settle, outer))
+        return outer
+
+    def _settle(self, outer: _PoolFuture[Any], inner: concurrent.futures.Future[Any]) -> None:
+        """Runs when the worker answered: count, report the leaks, complete *outer*."""
+        if inner.cancelled():
+            concurrent.futures.Future.cancel(outer)
+            outer.set_running_or_notify_cancel()
+            return
+        try:
+            error = inner.exception()
+            outcome: _Outcome | None = None
+            if error is None:
+                outcome = inner.result()
+                error = outcome.error
+                if error is not None:
+                    error.__cause__ = _RemoteTraceback(outcome.remote_traceback)
+            leaks = outcome.leaks if outcome is not None else []
+            self._count(error is not None, leaks)
+            if not isinstance(error, ResourceLeakError):  # else the error is the report
+                for leak in leaks:
+                    warnings.warn(leak.message(), ResourceLeakWarning, stacklevel=2)
+        except Exception as exc:  # a warning filter turned the report into an error
+            error = exc
+        if error is not None:
+            outer.set_exception(error)
+        else:
+            assert outcome is not None
+            outer.set_result(outcome.value)
+
+    def _count(self, failed: bool, leaks: list[WorkerLeak]) -> None:
+        with self._stats_lock:
+            s = self._stats
+            self._stats = PoolStats(
+                calls=s.calls + 1,
+                failures=s.failures + failed,
+                leaks=s.leaks + len(leaks),
+                leaked_resources=s.leaked_resources + sum(leak.total for leak in leaks),
+            )
 
 
 def worker_pool(
-    workers: int, devices: Sequence[int] = (0,)
-) -> concurrent.futures.ProcessPoolExecutor:
-    """A spawn-based ``ProcessPoolExecutor`` whose workers each hold a session on one of
-    *devices*, assigned round-robin, and die with this process."""
-    ctx, initargs, attach = _pool_args(workers, devices)
-    executor = concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_pool_initializer, initargs=initargs
-    )
-    if attach is not None:
-        attach(executor)
-    return executor
+    workers: int,
+    devices: Sequence[int] = (0,),
+    *,
+    slot_timeout: float | None = 0.0,
+    oom_policy: str | None = None,
+    oom_timeout: float | None = None,
+) -> WorkerPool:
+    """A spawn-based process pool whose workers each hold a session on one of *devices*,
+    assigned round-robin, and die with this process.
+
+    The sessions are opened with *slot_timeout* (how long to wait for a process slot of the
+    device, see :class:`Device`) and, if given, *oom_policy* / *oom_timeout* (see
+    :func:`ascend_safe.set_oom_policy`). Leaks of worker calls are reported here, and counted
+    in :attr:`WorkerPool.stats`.
+    """
+    options = _SessionOptions.checked(slot_timeout, oom_policy, oom_timeout)
+    return WorkerPool(workers, devices, options)
 
 
-def worker_mp_pool(workers: int, devices: Sequence[int] = (0,)) -> multiprocessing.pool.Pool:
-    """The same as :func:`worker_pool`, as a spawn-based ``multiprocessing.Pool``."""
-    ctx, initargs, attach = _pool_args(workers, devices)
+def worker_mp_pool(
+    workers: int,
+    devices: Sequence[int] = (0,),
+    *,
+    slot_timeout: float | None = 0.0,
+    oom_policy: str | None = None,
+    oom_timeout: float | None = None,
+) -> multiprocessing.pool.Pool:
+    """The same sessions as :func:`worker_pool`, as a spawn-based ``multiprocessing.Pool``.
+
+    Leaks are reported by each worker process (a :class:`ResourceLeakWarning` on its stderr),
+    not gathered here.
+    """
+    options = _SessionOptions.checked(slot_timeout, oom_policy, oom_timeout)
+    ctx, initargs, attach = _pool_args(workers, devices, options)
     pool: multiprocessing.pool.Pool = ctx.Pool(
         workers, initializer=_pool_initializer, initargs=initargs
     )

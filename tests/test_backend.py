@@ -118,3 +118,71 @@ def test_doctor_reports_the_environment():
     assert "backend: the simulator (ASCEND_SAFE_BACKEND=sim)" in proc.stdout
     assert "process_slots: 7 processes allowed per device" in proc.stdout
     assert "oom_killer:" in proc.stdout
+
+
+POOL_TASKS = """\
+import os
+import ascend_safe as asf
+
+
+@asf.worker()
+def where():
+    return os.getpid(), asf.current_device().id, asf.backend_name()
+"""
+
+POOL_MAIN = """\
+import ascend_safe as asf
+import tasks
+
+if __name__ == "__main__":
+    with asf.worker_pool(6, devices=[0, 1]) as pool:
+        answers = [f.result() for f in [pool.submit(tasks.where) for _ in range(24)]]
+    print(len({pid for pid, _, _ in answers}), sorted({b for _, _, b in answers}))
+"""
+
+
+def _run_pool(tmp_path, *flags: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "tasks.py").write_text(POOL_TASKS)
+    (tmp_path / "main.py").write_text(POOL_MAIN)
+    env = {k: v for k, v in os.environ.items() if k != "ASCEND_SAFE_BACKEND"}
+    return subprocess.run(
+        [sys.executable, *flags, "main.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@needs_no_pyacl
+def test_a_worker_pool_falls_back_with_one_warning(tmp_path):
+    proc = _run_pool(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("[")[1].strip() == "'sim']"
+    assert proc.stderr.count("ascend_safe uses its simulator") == 1, proc.stderr
+    assert "BackendFallbackWarning" in proc.stderr
+
+
+@needs_no_pyacl
+def test_the_fallback_warning_obeys_warning_filters(tmp_path):
+    # -W resolves only built-in categories at startup: filter by message, or by the base class
+    quiet = _run_pool(tmp_path, "-W", "ignore:pyacl (import acl) is not available")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "", quiet.stderr
+    strict = _run_pool(tmp_path, "-W", "error::UserWarning")
+    assert strict.returncode != 0
+    assert "BackendFallbackWarning: pyacl (import acl) is not available" in strict.stderr
+
+
+@needs_no_pyacl
+def test_the_fallback_warning_category_can_be_filtered_in_code():
+    proc = _run(
+        "import warnings, ascend_safe as a\n"
+        "warnings.simplefilter('error', a.BackendFallbackWarning)\n"
+        "try:\n    a.Device(0)\n"
+        "except a.BackendFallbackWarning as w:\n    print('caught:', type(w).__name__)\n",
+        "auto",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "caught: BackendFallbackWarning"

@@ -17,6 +17,7 @@ from ascend_safe.errors import (
     AclInternalError,
     AclParameterError,
     AclResourceError,
+    AclTimeoutError,
     AscendSafeError,
     AsyncOperationsPendingError,
     BackendUnavailableError,
@@ -211,6 +212,8 @@ def _expected_class(code: int) -> type[AclError]:
         return OutOfDeviceMemoryError
     if code == 0:
         return AclError
+    if code in {507046, 507047}:  # synchronize with a timeout expired
+        return AclTimeoutError
     leading = code // 100000
     if leading == 1:  # 1xxxxx, 107xxx, 145xxx, 148xxx
         return AclParameterError

@@ -65,3 +65,20 @@ def keep_then_close(seconds: float) -> int:
     mem.copy_from(b"\x01" * 64)
     mem.close()
     return os.getpid()
+
+
+@asf.worker(leaks="warn")
+def leaky_then_fails() -> int:
+    asf.current_device().stream()
+    raise ValueError("the call failed after leaving a stream open")
+
+
+@asf.worker()
+def session_oom_policy() -> tuple[str, float | None] | None:
+    setting = asf.get_oom_policy(device=asf.current_device())
+    return None if setting is None else (setting.policy, setting.timeout)
+
+
+@asf.worker()
+def device_id(_: object = None) -> int:
+    return asf.current_device().id

@@ -4,6 +4,7 @@ is reused, and a forked child does not keep its parent's slot."""
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -77,8 +78,15 @@ def test_limit_plus_one_process_is_refused(sim, slot_env):
 def test_waiting_for_a_slot(sim, slot_env):
     holders = [_holder(slot_env), _holder(slot_env)]
     try:
-        with pytest.raises(asf.ProcessLimitError):
+        with pytest.raises(asf.ProcessLimitError) as at_once:
+            asf.Device(0)
+        assert not isinstance(at_once.value, TimeoutError)  # no wait asked for: not a timeout
+        with pytest.raises(asf.SlotWaitTimeoutError) as waited:
             asf.Device(0, slot_timeout=0.2)
+        assert isinstance(waited.value, TimeoutError)
+        assert isinstance(waited.value, asf.ProcessLimitError) and waited.value.device == 0
+        back = pickle.loads(pickle.dumps(waited.value))
+        assert type(back) is asf.SlotWaitTimeoutError and back.holders == waited.value.holders
         holders[1].stdin.close()  # the holder closes its device and exits
         with asf.Device(0, slot_timeout=10) as dev:
             assert not dev.closed
