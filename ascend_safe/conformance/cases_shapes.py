@@ -7,7 +7,7 @@ pyacl returns ``ret`` alone, the C out-parameters then ``ret`` last, or a bare v
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ._case import HOST_TO_DEVICE, Probe, case, shape
 
@@ -17,38 +17,53 @@ ACL_EVENT_SYNC = 0x1
 # ---------------------------------------------------------------------------- before acl.init
 
 
-@case(
+def _shape_case(
+    id: str,
+    category: str,
+    api: str,
+    args: tuple[Any, ...],
+    expect: str,
+    evidence: str,
+    *,
+    phase: str = "device",
+    bare: bool = False,
+) -> None:
+    """Register a case observing the shape of ``acl.<api>(*args)``."""
+
+    @case(id, category, expect=expect, phase=phase, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        return shape(p.fn(api)(*args), bare=bare)
+
+
+_shape_case(
     "rt.get_run_mode.before_init",
     "init",
-    expect="(int, ret=0)",
-    phase="bare",
-    evidence="src/acl/aclrt_impl/device.cpp: get run mode path has no init check; Ascend/samples "
+    "rt.get_run_mode",
+    (),
+    "(int, ret=0)",
+    "src/acl/aclrt_impl/device.cpp: get run mode path has no init check; Ascend/samples "
     "acllite_image.py calls acl.rt.get_run_mode() at import time",
+    phase="bare",
 )
-def _run_mode_before_init(p: Probe) -> Any:
-    return shape(p.acl.rt.get_run_mode())
-
-
-@case(
+_shape_case(
     "get_soc_name.before_init",
     "init",
-    expect="str",
+    "get_soc_name",
+    (),
+    "str",
+    PYACL + "get_soc_name (bare str); called before acl.init by the samples",
     phase="bare",
-    evidence=PYACL + "get_soc_name (bare str); called before acl.init by the samples",
+    bare=True,
 )
-def _soc_before_init(p: Probe) -> Any:
-    return shape(p.acl.get_soc_name(), bare=True)
-
-
-@case(
+_shape_case(
     "get_version.before_init",
     "init",
-    expect="(int, int, int, ret=0)",
+    "get_version",
+    (),
+    "(int, int, int, ret=0)",
+    PYACL + "get_version; aclrtGetVersion needs no init (src/acl/aclrt_impl/acl.cpp)",
     phase="bare",
-    evidence=PYACL + "get_version; aclrtGetVersion needs no init (src/acl/aclrt_impl/acl.cpp)",
 )
-def _version_before_init(p: Probe) -> Any:
-    return shape(p.acl.get_version())
 
 
 @case(
@@ -66,14 +81,14 @@ def _recent_error(p: Probe) -> Any:
 # ---------------------------------------------------------------------------- top level
 
 
-@case(
+_shape_case(
     "get_cann_version.shape",
     "return-shapes",
-    expect="(dict, ret=0)",
-    evidence=PYACL + "get_cann_version: (dict, ret)",
+    "get_cann_version",
+    (0,),
+    "(dict, ret=0)",
+    PYACL + "get_cann_version: (dict, ret)",
 )
-def _cann_version(p: Probe) -> Any:
-    return shape(p.acl.get_cann_version(0))
 
 
 @case(
@@ -155,60 +170,71 @@ def _data_buffer_values(p: Probe) -> Any:
 # ---------------------------------------------------------------------------- acl.rt: device
 
 
-@case(
+def _shape_check_case(
+    id: str,
+    api: str,
+    args: tuple[Any, ...],
+    expect: str,
+    check: Callable[[Probe, Any], Any],
+    evidence: str,
+) -> None:
+    """Register a case observing ``acl.<api>(*args)``: its shape, and whether *check* holds
+    for the result."""
+
+    @case(id, "return-shapes", expect=[expect, True], evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        result = p.fn(api)(*args)
+        return [shape(result), check(p, result)]
+
+
+_shape_check_case(
     "rt.get_device.shape",
-    "return-shapes",
-    expect=["(int, ret=0)", True],
-    evidence=PYACL + "get_device: (device_id, ret)",
+    "rt.get_device",
+    (),
+    "(int, ret=0)",
+    lambda p, result: result[0] == p.device,
+    PYACL + "get_device: (device_id, ret)",
 )
-def _get_device(p: Probe) -> Any:
-    result = p.acl.rt.get_device()
-    return [shape(result), result[0] == p.device]
-
-
-@case(
+_shape_check_case(
     "rt.get_device_count.shape",
-    "return-shapes",
-    expect=["(int, ret=0)", True],
-    evidence=PYACL + "get_device_count: (count, ret)",
+    "rt.get_device_count",
+    (),
+    "(int, ret=0)",
+    lambda p, result: result[0] >= 1,
+    PYACL + "get_device_count: (count, ret)",
 )
-def _device_count(p: Probe) -> Any:
-    result = p.acl.rt.get_device_count()
-    return [shape(result), result[0] >= 1]
-
-
-@case(
+_shape_check_case(
     "rt.get_run_mode.shape",
-    "return-shapes",
-    expect=["(int, ret=0)", True],
-    evidence=PYACL + "get_run_mode: (run_mode, ret); ACL_DEVICE=0, ACL_HOST=1 (acl_rt.h)",
+    "rt.get_run_mode",
+    (),
+    "(int, ret=0)",
+    lambda p, result: result[0] in (0, 1),
+    PYACL + "get_run_mode: (run_mode, ret); ACL_DEVICE=0, ACL_HOST=1 (acl_rt.h)",
 )
-def _run_mode(p: Probe) -> Any:
-    result = p.acl.rt.get_run_mode()
-    return [shape(result), result[0] in (0, 1)]
 
 
-@case(
+def _set_reset_case(id: str, reset: str, phase: str, evidence: str) -> None:
+    """Register a case observing the shapes of ``set_device`` then *reset* of the kit's device
+    (not called when set_device failed)."""
+
+    @case(id, "return-shapes", expect=["ret=0", "ret=0"], phase=phase, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        first = p.acl.rt.set_device(p.device)
+        return [shape(first), shape(p.fn(reset)(p.device) if first == 0 else first)]
+
+
+_set_reset_case(
     "rt.set_device.reset_device.shapes",
-    "return-shapes",
-    expect=["ret=0", "ret=0"],
-    evidence=PYACL + "set_device and reset_device return ret; set_device is refcounted",
+    "rt.reset_device",
+    "device",
+    PYACL + "set_device and reset_device return ret; set_device is refcounted",
 )
-def _set_reset(p: Probe) -> Any:
-    first = p.acl.rt.set_device(p.device)
-    return [shape(first), shape(p.acl.rt.reset_device(p.device) if first == 0 else first)]
-
-
-@case(
+_set_reset_case(
     "rt.reset_device_force.shape",
-    "return-shapes",
-    expect=["ret=0", "ret=0"],
-    phase="init",
-    evidence=PYACL + "reset_device_force returns ret",
+    "rt.reset_device_force",
+    "init",
+    PYACL + "reset_device_force returns ret",
 )
-def _reset_force(p: Probe) -> Any:
-    first = p.acl.rt.set_device(p.device)
-    return [shape(first), shape(p.acl.rt.reset_device_force(p.device) if first == 0 else first)]
 
 
 @case(
@@ -404,15 +430,14 @@ def _copies(p: Probe) -> Any:
     return out
 
 
-@case(
+_shape_check_case(
     "rt.get_mem_info.shape",
-    "return-shapes",
-    expect=["(int, int, ret=0)", True],
-    evidence=PYACL + "get_mem_info: (free, total, ret)",
+    "rt.get_mem_info",
+    (1,),
+    "(int, int, ret=0)",
+    lambda p, result: 0 <= result[0] <= result[1],
+    PYACL + "get_mem_info: (free, total, ret)",
 )
-def _mem_info(p: Probe) -> Any:
-    result = p.acl.rt.get_mem_info(1)
-    return [shape(result), 0 <= result[0] <= result[1]]
 
 
 @case(
