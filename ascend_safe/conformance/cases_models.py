@@ -293,31 +293,36 @@ def _mdl_null(p: Probe) -> Any:
     return [p.acl.mdl.destroy_desc(0), p.acl.mdl.destroy_dataset(0)]
 
 
-@case(
+def _load_fails_case(
+    id: str, load: str, query: str, args: tuple[Any, ...], expect: list[Any], evidence: str
+) -> None:
+    """Register a case observing ``mdl.<load>(*args)`` and ``mdl.<query>(*args)`` (a model that
+    wrongly loads is unloaded)."""
+
+    @case(id, "models", expect=expect, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        result = p.fn(f"mdl.{load}")(*args)
+        if result[1] == 0:
+            p.defer(p.acl.mdl.unload, result[0])
+        return [list(result), list(p.fn(f"mdl.{query}")(*args))]
+
+
+_load_fails_case(
     "mdl.load_from_file.missing_file",
-    "models",
-    expect=[[0, 145002], [0, 0, 145002]],
-    evidence=GE_CHOICE + ": an unreadable path -> ACL_ERROR_GE_EXEC_MODEL_PATH_INVALID",
+    "load_from_file",
+    "query_size",
+    ("/nonexistent/ascend_safe-conformance/missing.om",),
+    [[0, 145002], [0, 0, 145002]],
+    GE_CHOICE + ": an unreadable path -> ACL_ERROR_GE_EXEC_MODEL_PATH_INVALID",
 )
-def _missing_file(p: Probe) -> Any:
-    path = "/nonexistent/ascend_safe-conformance/missing.om"
-    result = p.acl.mdl.load_from_file(path)
-    if result[1] == 0:
-        p.defer(p.acl.mdl.unload, result[0])
-    return [list(result), list(p.acl.mdl.query_size(path))]
-
-
-@case(
+_load_fails_case(
     "mdl.load_from_mem.null",
-    "models",
-    expect=[[0, 145000], [0, 0, 145000]],
-    evidence=GE_CHOICE + ": NULL model data -> ACL_ERROR_GE_PARAM_INVALID",
+    "load_from_mem",
+    "query_size_from_mem",
+    (0, 0),
+    [[0, 145000], [0, 0, 145000]],
+    GE_CHOICE + ": NULL model data -> ACL_ERROR_GE_PARAM_INVALID",
 )
-def _mem_null(p: Probe) -> Any:
-    result = p.acl.mdl.load_from_mem(0, 0)
-    if result[1] == 0:
-        p.defer(p.acl.mdl.unload, result[0])
-    return [list(result), list(p.acl.mdl.query_size_from_mem(0, 0))]
 
 
 @case(
@@ -341,36 +346,29 @@ def _unknown_id(p: Probe) -> Any:
     ]
 
 
-@case(
+def _destroy_twice_case(id: str, kind: str, evidence: str) -> None:
+    """Register a case creating with ``mdl.create_<kind>`` and destroying twice."""
+
+    @case(id, "models", expect=[0, 100000], isolated=True, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        handle = p.fn(f"mdl.create_{kind}")()
+        destroy = p.fn(f"mdl.destroy_{kind}")
+        first = destroy(handle)
+        if first != 0:
+            p.defer(destroy, handle)
+        return [first, destroy(handle)]
+
+
+_destroy_twice_case(
     "mdl.destroy_desc.twice",
-    "models",
-    expect=[0, 100000],
-    isolated=True,
-    evidence=GE_CHOICE + " (a destroyed description is a dangling host pointer)",
+    "desc",
+    GE_CHOICE + " (a destroyed description is a dangling host pointer)",
 )
-def _desc_twice(p: Probe) -> Any:
-    mdl = p.acl.mdl
-    desc = mdl.create_desc()
-    first = mdl.destroy_desc(desc)
-    if first != 0:
-        p.defer(mdl.destroy_desc, desc)
-    return [first, mdl.destroy_desc(desc)]
-
-
-@case(
+_destroy_twice_case(
     "mdl.destroy_dataset.twice",
-    "models",
-    expect=[0, 100000],
-    isolated=True,
-    evidence=GE_CHOICE + " (a destroyed dataset is a dangling host pointer)",
+    "dataset",
+    GE_CHOICE + " (a destroyed dataset is a dangling host pointer)",
 )
-def _dataset_twice(p: Probe) -> Any:
-    mdl = p.acl.mdl
-    dataset = mdl.create_dataset()
-    first = mdl.destroy_dataset(dataset)
-    if first != 0:
-        p.defer(mdl.destroy_dataset, dataset)
-    return [first, mdl.destroy_dataset(dataset)]
 
 
 # ---------------------------------------------------------------------------- with a model
