@@ -588,26 +588,28 @@ def _dynamic_case(p: Probe, kind: str) -> list[Any]:
     return [shape(query), keys, set_ok, set_bad, mdl.execute(model.id, inputs, outputs)]
 
 
-@case(
+def _dynamic_gears_case(id: str, kind: str, keys: list[str], evidence: str) -> None:
+    """Register a case querying and setting the gears of a *kind* model (``_dynamic_case``)."""
+
+    @case(id, "models", expect=["(dict, ret=0)", keys, 0, 145000, 0], evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        return _dynamic_case(p, kind)
+
+
+_dynamic_gears_case(
     "mdl.dynamic_batch",
-    "models",
-    expect=["(dict, ret=0)", ["batch", "batchCount"], 0, 145000, 0],
-    evidence=MDL + "get_dynamic_batch (dict of batchCount, batch; ret), set_dynamic_batch_size "
+    "dynamic-batch",
+    ["batch", "batchCount"],
+    MDL + "get_dynamic_batch (dict of batchCount, batch; ret), set_dynamic_batch_size "
     "(ret); a batch size the model does not list is refused (" + GE_CHOICE + ")",
 )
-def _dynamic_batch(p: Probe) -> Any:
-    return _dynamic_case(p, "dynamic-batch")
-
-
-@case(
+_dynamic_gears_case(
     "mdl.dynamic_hw",
-    "models",
-    expect=["(dict, ret=0)", ["hw", "hwCount"], 0, 145000, 0],
-    evidence=MDL + "get_dynamic_hw(desc, -1) (dict of hwCount, hw; ret), set_dynamic_hw_size "
+    "dynamic-hw",
+    ["hw", "hwCount"],
+    MDL + "get_dynamic_hw(desc, -1) (dict of hwCount, hw; ret), set_dynamic_hw_size "
     "(ret); an image size the model does not list is refused (" + GE_CHOICE + ")",
 )
-def _dynamic_hw(p: Probe) -> Any:
-    return _dynamic_case(p, "dynamic-hw")
 
 
 @case(
