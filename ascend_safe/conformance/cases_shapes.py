@@ -14,6 +14,22 @@ from ._case import HOST_TO_DEVICE, Probe, case, shape
 PYACL = "python/pyACL (hicann/runtime): return tuple of "
 ACL_EVENT_SYNC = 0x1
 
+
+class _Made:
+    """Handles a case made (``(handle, ret)`` results) and releases as part of what it
+    observes: *release* frees, at the end of the case, each one it has not released by then."""
+
+    def __init__(self, p: Probe, made: list[Any], release: Callable[[Any], Any]) -> None:
+        self.alive = {m[0] for m in made if m[1] == 0}
+        for handle in self.alive:
+            p.defer(lambda h=handle: h in self.alive and release(h))
+
+    def release(self, fn: Callable[[Any], Any], handle: Any) -> str:
+        """The shape of ``fn(handle)``; the handle needs no release at the end any more."""
+        released = shape(fn(handle))
+        self.alive.discard(handle)
+        return released
+
 # ---------------------------------------------------------------------------- before acl.init
 
 
@@ -288,9 +304,7 @@ def _streams(p: Probe) -> Any:
     rt = p.acl.rt
     first = rt.create_stream()
     second = rt.create_stream_with_config(0, 0)
-    alive = {s[0] for s in (first, second) if s[1] == 0}
-    for handle in alive:
-        p.defer(lambda h=handle: h in alive and rt.destroy_stream(h))
+    made = _Made(p, [first, second], rt.destroy_stream)
     s = first[0]
     out = [
         shape(first),
@@ -299,10 +313,8 @@ def _streams(p: Probe) -> Any:
         shape(rt.synchronize_stream_with_timeout(s, 5000)),
         shape(rt.stream_query(s)),
     ]
-    out.append(shape(rt.destroy_stream(s)))
-    alive.discard(s)
-    out.append(shape(rt.destroy_stream_force(second[0])))
-    alive.discard(second[0])
+    out.append(made.release(rt.destroy_stream, s))
+    out.append(made.release(rt.destroy_stream_force, second[0]))
     return out
 
 
@@ -323,13 +335,9 @@ def _event_create(p: Probe) -> Any:
         rt.create_event_with_flag(ACL_EVENT_SYNC),
         rt.create_event_ex_with_flag(ACL_EVENT_SYNC),
     ]
-    alive = {m[0] for m in made if m[1] == 0}
-    for handle in alive:
-        p.defer(lambda h=handle: h in alive and rt.destroy_event(h))
+    events = _Made(p, made, rt.destroy_event)
     out = [shape(m) for m in made]
-    for m in made:
-        out.append(shape(rt.destroy_event(m[0])))
-        alive.discard(m[0])
+    out += [events.release(rt.destroy_event, m[0]) for m in made]
     return out
 
 
@@ -395,17 +403,10 @@ def _mallocs(p: Probe) -> Any:
     rt = p.acl.rt
     made = [rt.malloc(256, 0), rt.malloc_align32(256, 0), rt.malloc_cached(256, 0)]
     host = rt.malloc_host(256)
-    live = {m[0] for m in made if m[1] == 0}
-    for ptr in live:
-        p.defer(lambda q=ptr: q in live and rt.free(q))
-    host_live = [host[0]] if host[1] == 0 else []
-    p.defer(lambda: host_live and rt.free_host(host[0]))
+    device, pinned = _Made(p, made, rt.free), _Made(p, [host], rt.free_host)
     out = [shape(m) for m in made] + [shape(host)]
-    for m in made:
-        out.append(shape(rt.free(m[0])))
-        live.discard(m[0])
-    out.append(shape(rt.free_host(host[0])))
-    host_live.clear()
+    out += [device.release(rt.free, m[0]) for m in made]
+    out.append(pinned.release(rt.free_host, host[0]))
     return out
 
 
@@ -449,11 +450,8 @@ _shape_check_case(
 def _dvpp(p: Probe) -> Any:
     media = p.acl.media
     result = media.dvpp_malloc(256)
-    live = [result[0]] if result[1] == 0 else []
-    p.defer(lambda: live and media.dvpp_free(result[0]))
-    out = [shape(result), result[0] % 128 == 0, shape(media.dvpp_free(result[0]))]
-    live.clear()
-    return out
+    made = _Made(p, [result], media.dvpp_free)
+    return [shape(result), result[0] % 128 == 0, made.release(media.dvpp_free, result[0])]
 
 
 # ---------------------------------------------------------------------------- acl.util
