@@ -179,81 +179,39 @@ def _accepts(
         return ret
 
 
-#: Calls whose integer arguments parse from numpy integers (or mask): expected ret 0.
-_ACCEPTS: tuple[tuple[str, str, _Args, str, Optional[str], str], ...] = (
-    (
-        "args.numpy.i_set_device",
-        "rt.set_device",
-        lambda p: (_np().int32(p.device),),
-        "ret",
-        "rt.reset_device",
-        _at("rt.set_device") + "'i' of acl.rt.set_device accepts numpy.int32 (__index__)",
-    ),
-    (
-        "args.numpy.i_get_mem_info",
-        "rt.get_mem_info",
-        lambda p: (_np().int64(1),),
-        "last",
-        None,
-        _at("rt.get_mem_info") + "'i' of acl.rt.get_mem_info accepts numpy.int64 (__index__)",
-    ),
-    (
-        "args.numpy.i_memset_value",
-        "rt.memset",
-        lambda p: (p.malloc(64), 64, _np().uint8(7), 64),
-        "ret",
-        None,
-        _at("rt.memset") + "'kkik' of acl.rt.memset: the value ('i') accepts numpy.uint8",
-    ),
-    (
-        "args.numpy.I_event_flag",
-        "rt.create_event_with_flag",
-        lambda p: (_np().uint32(1),),
-        "handle",
-        "rt.destroy_event",
-        _at("rt.create_event_with_flag")
-        + "'I' of acl.rt.create_event_with_flag accepts numpy.uint32",
-    ),
-    (
-        "args.numpy.i_stream_config_flag",
-        "rt.create_stream_with_config",
-        lambda p: (0, _np().int32(0)),
-        "handle",
-        "rt.destroy_stream",
-        "python/pyACL rt/rt_stream.cpp: create_stream_with_config 'ii': the flag ('i') "
-        "accepts numpy.int32 (__index__)",
-    ),
-    (
-        "args.numpy.I_event_ex_flag",
-        "rt.create_event_ex_with_flag",
-        lambda p: (_np().uint32(1),),
-        "handle",
-        "rt.destroy_event",
-        "python/pyACL rt/rt_synchronize.cpp: create_event_ex_with_flag parses 'I', which "
-        "accepts numpy.uint32",
-    ),
-    (
-        "args.I_masks.create_event_with_flag",
-        "rt.create_event_with_flag",
-        lambda p: ((1 << 32) + 1,),
-        "handle",
-        "rt.destroy_event",
-        "python/pyACL rt/rt_synchronize.cpp: create_event_with_flag parses 'I': "
-        "2**32 + 1 masks to flag 1 (ACL_EVENT_SYNC)",
-    ),
-    (
-        "args.numpy.I_cann_version",
-        "get_cann_version",
-        lambda p: (_np().uint8(0),),
-        "last",
-        None,
-        "python/pyACL py_init_acl.cpp: PyArg_ParseTuple format 'I' of "
-        "acl.get_cann_version accepts numpy.uint8 (__index__, masked)",
-    ),
+_accepts(
+    "args.numpy.i_set_device",
+    "rt.set_device",
+    lambda p: (_np().int32(p.device),),
+    "ret",
+    "rt.reset_device",
+    _at("rt.set_device") + "'i' of acl.rt.set_device accepts numpy.int32 (__index__)",
 )
-
-for _row in _ACCEPTS:
-    _accepts(*_row)
+_accepts(
+    "args.numpy.i_get_mem_info",
+    "rt.get_mem_info",
+    lambda p: (_np().int64(1),),
+    "last",
+    None,
+    _at("rt.get_mem_info") + "'i' of acl.rt.get_mem_info accepts numpy.int64 (__index__)",
+)
+_accepts(
+    "args.numpy.i_memset_value",
+    "rt.memset",
+    lambda p: (p.malloc(64), 64, _np().uint8(7), 64),
+    "ret",
+    None,
+    _at("rt.memset") + "'kkik' of acl.rt.memset: the value ('i') accepts numpy.uint8",
+)
+_accepts(
+    "args.numpy.I_event_flag",
+    "rt.create_event_with_flag",
+    lambda p: (_np().uint32(1),),
+    "handle",
+    "rt.destroy_event",
+    _at("rt.create_event_with_flag")
+    + "'I' of acl.rt.create_event_with_flag accepts numpy.uint32",
+)
 
 
 @case(
@@ -307,6 +265,17 @@ def _stream_flag_overflow(p: Probe) -> Any:
     )
 
 
+_accepts(
+    "args.numpy.i_stream_config_flag",
+    "rt.create_stream_with_config",
+    lambda p: (0, _np().int32(0)),
+    "handle",
+    "rt.destroy_stream",
+    "python/pyACL rt/rt_stream.cpp: create_stream_with_config 'ii': the flag ('i') "
+    "accepts numpy.int32 (__index__)",
+)
+
+
 @case(
     "args.I_masks.get_cann_version",
     "arg-parsing",
@@ -319,6 +288,26 @@ def _cann_mask(p: Probe) -> Any:
         return shape(p.acl.get_cann_version(1 << 32))
     except TypeError as exc:
         return f"TypeError: {exc}"
+
+
+_accepts(
+    "args.numpy.I_event_ex_flag",
+    "rt.create_event_ex_with_flag",
+    lambda p: (_np().uint32(1),),
+    "handle",
+    "rt.destroy_event",
+    "python/pyACL rt/rt_synchronize.cpp: create_event_ex_with_flag parses 'I', which "
+    "accepts numpy.uint32",
+)
+_accepts(
+    "args.I_masks.create_event_with_flag",
+    "rt.create_event_with_flag",
+    lambda p: ((1 << 32) + 1,),
+    "handle",
+    "rt.destroy_event",
+    "python/pyACL rt/rt_synchronize.cpp: create_event_with_flag parses 'I': "
+    "2**32 + 1 masks to flag 1 (ACL_EVENT_SYNC)",
+)
 
 
 @case(
@@ -546,3 +535,14 @@ def _I_masks(p: Probe) -> Any:
         return [ret, None]
     p.defer(rt.destroy_event, event)
     return [ret, rt.reset_event(event, 0)]
+
+
+_accepts(
+    "args.numpy.I_cann_version",
+    "get_cann_version",
+    lambda p: (_np().uint8(0),),
+    "last",
+    None,
+    "python/pyACL py_init_acl.cpp: PyArg_ParseTuple format 'I' of "
+    "acl.get_cann_version accepts numpy.uint8 (__index__, masked)",
+)
