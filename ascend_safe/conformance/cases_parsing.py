@@ -34,6 +34,7 @@ SOURCE = {
 def _at(api: str) -> str:
     return f"python/pyACL {SOURCE[api]}: PyArg_ParseTuple format "
 
+
 #: (api, arguments, format evidence): calls that must raise TypeError.
 _TYPE_ERRORS: tuple[tuple[str, str, tuple[Any, ...], str], ...] = (
     ("init.none", "init", (None,), "'|s' rejects None"),
@@ -98,8 +99,7 @@ def _keywords(p: Probe) -> Any:
     "args.bool_as_int",
     "arg-parsing",
     expect=0,
-    evidence=_at("rt.malloc") + "'ki' of acl.rt.malloc: 'k' and 'i' accept bool (an int "
-    "subclass)",
+    evidence=_at("rt.malloc") + "'ki' of acl.rt.malloc: 'k' and 'i' accept bool (an int subclass)",
 )
 def _bool(p: Probe) -> Any:
     ptr, ret = p.acl.rt.malloc(True, False)
@@ -209,8 +209,7 @@ _accepts(
     lambda p: (_np().uint32(1),),
     "handle",
     "rt.destroy_event",
-    _at("rt.create_event_with_flag")
-    + "'I' of acl.rt.create_event_with_flag accepts numpy.uint32",
+    _at("rt.create_event_with_flag") + "'I' of acl.rt.create_event_with_flag accepts numpy.uint32",
 )
 
 

@@ -30,6 +30,7 @@ class _Made:
         self.alive.discard(handle)
         return released
 
+
 # ---------------------------------------------------------------------------- before acl.init
 
 
