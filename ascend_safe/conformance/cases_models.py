@@ -139,6 +139,13 @@ def _load(p: Probe, kind: str = "any") -> _Model:
     raise NotApplicable(f"none of the model files given is a {kind} model")
 
 
+def _empty(p: Probe, kind: str) -> Any:
+    """A new, empty ``mdl.create_<kind>()`` (``desc`` or ``dataset``), destroyed at the end."""
+    handle = p.fn(f"mdl.create_{kind}")()
+    p.defer(p.fn(f"mdl.destroy_{kind}"), handle)
+    return handle
+
+
 def _dataset(p: Probe, sizes: Sequence[int], fill: Optional[Callable[[int], bytes]] = None) -> int:
     """A dataset of device buffers of *sizes* (filled with ``fill(size)``), released later."""
     acl = p.acl
@@ -228,8 +235,7 @@ def _desc_dataset(p: Probe) -> Any:
 )
 def _empty_desc(p: Probe) -> Any:
     mdl = p.acl.mdl
-    desc = mdl.create_desc()
-    p.defer(mdl.destroy_desc, desc)
+    desc = _empty(p, "desc")
     return [
         mdl.get_num_inputs(desc),
         mdl.get_num_outputs(desc),
@@ -254,8 +260,7 @@ def _empty_desc(p: Probe) -> Any:
 )
 def _empty_desc_tuples(p: Probe) -> Any:
     mdl = p.acl.mdl
-    desc = mdl.create_desc()
-    p.defer(mdl.destroy_desc, desc)
+    desc = _empty(p, "desc")
     results = [
         mdl.get_input_dims(desc, 0),
         mdl.get_output_dims(desc, 0),
@@ -277,8 +282,7 @@ def _empty_desc_tuples(p: Probe) -> Any:
 )
 def _dataset_range(p: Probe) -> Any:
     mdl = p.acl.mdl
-    dataset = mdl.create_dataset()
-    p.defer(mdl.destroy_dataset, dataset)
+    dataset = _empty(p, "dataset")
     return [mdl.get_dataset_num_buffers(dataset), mdl.get_dataset_buffer(dataset, 3)]
 
 
@@ -334,10 +338,8 @@ _load_fails_case(
 )
 def _unknown_id(p: Probe) -> Any:
     mdl = p.acl.mdl
-    desc = mdl.create_desc()
-    p.defer(mdl.destroy_desc, desc)
-    dataset = mdl.create_dataset()
-    p.defer(mdl.destroy_dataset, dataset)
+    desc = _empty(p, "desc")
+    dataset = _empty(p, "dataset")
     unknown = 0xFFFFFF0
     return [
         mdl.unload(unknown),
