@@ -345,18 +345,7 @@ def _event_create(p: Probe) -> Any:
 @case(
     "rt.event.use_shapes",
     "return-shapes",
-    expect=[
-        "ret=0",
-        "ret=0",
-        "ret=0",
-        "ret=0",
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "(float, ret=0)",
-        "ret=0",
-        "ret=0",
-    ],
+    expect=["ret=0"] * 4 + ["(int, ret=0)"] * 3 + ["(float, ret=0)", "ret=0", "ret=0"],
     evidence=PYACL + "record_event, stream_wait_event, synchronize_event(_with_timeout), "
     "reset_event: ret; query_event(_status/_wait_status) and event_elapsed_time: (value, ret)",
 )
@@ -387,16 +376,7 @@ def _event_use(p: Probe) -> Any:
 @case(
     "rt.malloc.shapes",
     "return-shapes",
-    expect=[
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "ret=0",
-        "ret=0",
-        "ret=0",
-        "ret=0",
-    ],
+    expect=["(int, ret=0)"] * 4 + ["ret=0"] * 4,
     evidence=PYACL + "malloc/malloc_align32/malloc_cached/malloc_host: (ptr, ret); "
     "free/free_host: ret",
 )
