@@ -11,7 +11,8 @@ The kit talks only to an ``acl`` module object: it imports no resource class of 
 
 from __future__ import annotations
 
-from . import (
+# The case modules register their cases on import.
+from . import (  # noqa: F401
     cases_async,
     cases_callbacks,
     cases_descriptors,
@@ -45,16 +46,3 @@ __all__ = [
     "shape",
     "write_sample_models",
 ]
-
-# The case modules register their cases on import.
-_CASE_MODULES = (
-    cases_async,
-    cases_callbacks,
-    cases_descriptors,
-    cases_errors,
-    cases_memory,
-    cases_models,
-    cases_parsing,
-    cases_process,
-    cases_shapes,
-)

@@ -18,6 +18,30 @@ def _pattern(seed: int, size: int = SIZE) -> bytes:
     return bytes((seed + i * 7) & 0xFF for i in range(size))
 
 
+def _copied_at_call(p: Probe, seed: int) -> bool:
+    """Whether a host-to-device memcpy_async from pageable memory read its source at the call
+    (the source is cleared right after it, before the stream is synchronized)."""
+    stream = p.stream()
+    dev = p.malloc(SIZE)
+    original = _pattern(seed)
+    src = p.pageable(original)
+    p.ok("rt.memcpy_async", dev, SIZE, src, SIZE, HOST_TO_DEVICE, stream)
+    ctypes.memset(src, 0, SIZE)  # a synchronous copy has already read the source
+    p.ok("rt.synchronize_stream", stream)
+    return p.read_device(dev, SIZE) == original
+
+
+def _pinned_pair(p: Probe, seed: int) -> tuple[int, int, int, bytes]:
+    """Device memory, a pinned source holding a pattern and a zeroed pinned destination."""
+    dev = p.malloc(SIZE)
+    src = p.malloc_host(SIZE)
+    dst = p.malloc_host(SIZE)
+    data = _pattern(seed)
+    ctypes.memmove(src, data, SIZE)
+    ctypes.memset(dst, 0, SIZE)
+    return dev, src, dst, data
+
+
 @case(
     "rt.memcpy_async.pageable_source_copied_at_call",
     "async",
@@ -26,14 +50,7 @@ def _pattern(seed: int, size: int = SIZE) -> bytes:
     "stream and copies synchronously (pyacl memcpy_async docs >= 8.5 say the same)",
 )
 def _pageable(p: Probe) -> Any:
-    stream = p.stream()
-    dev = p.malloc(SIZE)
-    original = _pattern(1)
-    src = p.pageable(original)
-    p.ok("rt.memcpy_async", dev, SIZE, src, SIZE, HOST_TO_DEVICE, stream)
-    ctypes.memset(src, 0, SIZE)  # a synchronous copy has already read the source
-    p.ok("rt.synchronize_stream", stream)
-    return p.read_device(dev, SIZE) == original
+    return _copied_at_call(p, 1)
 
 
 @case(
@@ -44,12 +61,7 @@ def _pageable(p: Probe) -> Any:
 )
 def _pinned_order(p: Probe) -> Any:
     stream = p.stream()
-    dev = p.malloc(SIZE)
-    src = p.malloc_host(SIZE)
-    dst = p.malloc_host(SIZE)
-    data = _pattern(3)
-    ctypes.memmove(src, data, SIZE)
-    ctypes.memset(dst, 0, SIZE)
+    dev, src, dst, data = _pinned_pair(p, 3)
     p.ok("rt.memcpy_async", dev, SIZE, src, SIZE, HOST_TO_DEVICE, stream)
     p.ok("rt.memset_async", dev, SIZE, 0x5A, 16, stream)
     p.ok("rt.memcpy_async", dst, SIZE, dev, SIZE, DEVICE_TO_HOST, stream)
@@ -66,12 +78,7 @@ def _pinned_order(p: Probe) -> Any:
 def _cross_stream(p: Probe) -> Any:
     first, second = p.stream(), p.stream()
     event = p.event(ACL_EVENT_SYNC)
-    dev = p.malloc(SIZE)
-    src = p.malloc_host(SIZE)
-    dst = p.malloc_host(SIZE)
-    data = _pattern(5)
-    ctypes.memmove(src, data, SIZE)
-    ctypes.memset(dst, 0, SIZE)
+    dev, src, dst, data = _pinned_pair(p, 5)
     p.ok("rt.memcpy_async", dev, SIZE, src, SIZE, HOST_TO_DEVICE, first)
     p.ok("rt.record_event", event, first)
     p.ok("rt.stream_wait_event", second, event)
@@ -200,14 +207,7 @@ def _sync_event(p: Probe) -> Any:
 def _rc_pageable(p: Probe) -> Any:
     if p.ok("rt.get_run_mode") != 0:
         raise NotApplicable("RC mode (run mode 0) only; host mode: see pageable_source_copied")
-    stream = p.stream()
-    dev = p.malloc(SIZE)
-    original = _pattern(5)
-    src = p.pageable(original)
-    p.ok("rt.memcpy_async", dev, SIZE, src, SIZE, HOST_TO_DEVICE, stream)
-    ctypes.memset(src, 0, SIZE)  # a synchronous copy has already read the source
-    p.ok("rt.synchronize_stream", stream)
-    return p.read_device(dev, SIZE) == original
+    return _copied_at_call(p, 5)
 
 
 @case(

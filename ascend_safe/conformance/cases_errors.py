@@ -228,25 +228,25 @@ def _timeouts(p: Probe, timeout: int) -> list[int]:
     ]
 
 
-@case(
+def _timeout_case(id: str, timeout: int, evidence: str) -> None:
+    """Register a case: the three synchronize-with-timeout calls given *timeout* all refuse it."""
+
+    @case(id, "error-codes", expect=[107000, 107000, 107000], evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        return _timeouts(p, timeout)
+
+
+_timeout_case(
     "rt.synchronize_with_timeout.zero_timeout",
-    "error-codes",
-    expect=[107000, 107000, 107000],
-    evidence=API_ERROR + "StreamSynchronize/EventSynchronize/DeviceSynchronize: (timeout < -1) "
+    0,
+    API_ERROR + "StreamSynchronize/EventSynchronize/DeviceSynchronize: (timeout < -1) "
     "|| (timeout == 0) -> RT_ERROR_INVALID_VALUE (107000)",
 )
-def _timeout_zero(p: Probe) -> Any:
-    return _timeouts(p, 0)
-
-
-@case(
+_timeout_case(
     "rt.synchronize_with_timeout.below_minus_one",
-    "error-codes",
-    expect=[107000, 107000, 107000],
-    evidence=API_ERROR + "timeout < -1 -> RT_ERROR_INVALID_VALUE (107000)",
+    -2,
+    API_ERROR + "timeout < -1 -> RT_ERROR_INVALID_VALUE (107000)",
 )
-def _timeout_negative(p: Probe) -> Any:
-    return _timeouts(p, -2)
 
 
 @case(
@@ -363,48 +363,39 @@ def _stale(p: Probe, create: str, destroy: str, *args: Any) -> list[int]:
     return [first, p.fn(destroy)(handle)]
 
 
-@case(
-    "rt.free.double_free",
-    "error-codes",
-    expect=[0, 207002],
-    isolated=True,
-    evidence=SIM_CHOICE + " (runtime free of an address it does not hold -> RT_ERROR_MEMORY_FREE)",
+#: (id, create, destroy, create's arguments, expected codes, evidence): release twice.
+_TWICE: tuple[tuple[str, str, str, tuple[Any, ...], list[int], str], ...] = (
+    (
+        "rt.free.double_free",
+        "rt.malloc",
+        "rt.free",
+        (256, 0),
+        [0, 207002],
+        SIM_CHOICE + " (runtime free of an address it does not hold -> RT_ERROR_MEMORY_FREE)",
+    ),
+    ("rt.free_host.double_free", "rt.malloc_host", "rt.free_host", (256,), [0, 207002], SIM_CHOICE),
+    (
+        "rt.destroy_stream.twice",
+        "rt.create_stream",
+        "rt.destroy_stream",
+        (),
+        [0, 107017],
+        SIM_CHOICE + " (runtime: RT_ERROR_INVALID_HANDLE family)",
+    ),
+    ("rt.destroy_event.twice", "rt.create_event", "rt.destroy_event", (), [0, 107017], SIM_CHOICE),
 )
-def _double_free(p: Probe) -> Any:
-    return _stale(p, "rt.malloc", "rt.free", 256, 0)
 
 
-@case(
-    "rt.free_host.double_free",
-    "error-codes",
-    expect=[0, 207002],
-    isolated=True,
-    evidence=SIM_CHOICE,
-)
-def _double_free_host(p: Probe) -> Any:
-    return _stale(p, "rt.malloc_host", "rt.free_host", 256)
+def _twice_case(
+    id: str, create: str, destroy: str, args: tuple[Any, ...], expect: list[int], evidence: str
+) -> None:
+    @case(id, "error-codes", expect=expect, isolated=True, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        return _stale(p, create, destroy, *args)
 
 
-@case(
-    "rt.destroy_stream.twice",
-    "error-codes",
-    expect=[0, 107017],
-    isolated=True,
-    evidence=SIM_CHOICE + " (runtime: RT_ERROR_INVALID_HANDLE family)",
-)
-def _stream_twice(p: Probe) -> Any:
-    return _stale(p, "rt.create_stream", "rt.destroy_stream")
-
-
-@case(
-    "rt.destroy_event.twice",
-    "error-codes",
-    expect=[0, 107017],
-    isolated=True,
-    evidence=SIM_CHOICE,
-)
-def _event_twice(p: Probe) -> Any:
-    return _stale(p, "rt.create_event", "rt.destroy_event")
+for _row in _TWICE:
+    _twice_case(*_row)
 
 
 @case(

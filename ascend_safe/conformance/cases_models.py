@@ -139,6 +139,13 @@ def _load(p: Probe, kind: str = "any") -> _Model:
     raise NotApplicable(f"none of the model files given is a {kind} model")
 
 
+def _empty(p: Probe, kind: str) -> Any:
+    """A new, empty ``mdl.create_<kind>()`` (``desc`` or ``dataset``), destroyed at the end."""
+    handle = p.fn(f"mdl.create_{kind}")()
+    p.defer(p.fn(f"mdl.destroy_{kind}"), handle)
+    return handle
+
+
 def _dataset(p: Probe, sizes: Sequence[int], fill: Optional[Callable[[int], bytes]] = None) -> int:
     """A dataset of device buffers of *sizes* (filled with ``fill(size)``), released later."""
     acl = p.acl
@@ -228,8 +235,7 @@ def _desc_dataset(p: Probe) -> Any:
 )
 def _empty_desc(p: Probe) -> Any:
     mdl = p.acl.mdl
-    desc = mdl.create_desc()
-    p.defer(mdl.destroy_desc, desc)
+    desc = _empty(p, "desc")
     return [
         mdl.get_num_inputs(desc),
         mdl.get_num_outputs(desc),
@@ -254,8 +260,7 @@ def _empty_desc(p: Probe) -> Any:
 )
 def _empty_desc_tuples(p: Probe) -> Any:
     mdl = p.acl.mdl
-    desc = mdl.create_desc()
-    p.defer(mdl.destroy_desc, desc)
+    desc = _empty(p, "desc")
     results = [
         mdl.get_input_dims(desc, 0),
         mdl.get_output_dims(desc, 0),
@@ -277,8 +282,7 @@ def _empty_desc_tuples(p: Probe) -> Any:
 )
 def _dataset_range(p: Probe) -> Any:
     mdl = p.acl.mdl
-    dataset = mdl.create_dataset()
-    p.defer(mdl.destroy_dataset, dataset)
+    dataset = _empty(p, "dataset")
     return [mdl.get_dataset_num_buffers(dataset), mdl.get_dataset_buffer(dataset, 3)]
 
 
@@ -293,31 +297,36 @@ def _mdl_null(p: Probe) -> Any:
     return [p.acl.mdl.destroy_desc(0), p.acl.mdl.destroy_dataset(0)]
 
 
-@case(
+def _load_fails_case(
+    id: str, load: str, query: str, args: tuple[Any, ...], expect: list[Any], evidence: str
+) -> None:
+    """Register a case observing ``mdl.<load>(*args)`` and ``mdl.<query>(*args)`` (a model that
+    wrongly loads is unloaded)."""
+
+    @case(id, "models", expect=expect, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        result = p.fn(f"mdl.{load}")(*args)
+        if result[1] == 0:
+            p.defer(p.acl.mdl.unload, result[0])
+        return [list(result), list(p.fn(f"mdl.{query}")(*args))]
+
+
+_load_fails_case(
     "mdl.load_from_file.missing_file",
-    "models",
-    expect=[[0, 145002], [0, 0, 145002]],
-    evidence=GE_CHOICE + ": an unreadable path -> ACL_ERROR_GE_EXEC_MODEL_PATH_INVALID",
+    "load_from_file",
+    "query_size",
+    ("/nonexistent/ascend_safe-conformance/missing.om",),
+    [[0, 145002], [0, 0, 145002]],
+    GE_CHOICE + ": an unreadable path -> ACL_ERROR_GE_EXEC_MODEL_PATH_INVALID",
 )
-def _missing_file(p: Probe) -> Any:
-    path = "/nonexistent/ascend_safe-conformance/missing.om"
-    result = p.acl.mdl.load_from_file(path)
-    if result[1] == 0:
-        p.defer(p.acl.mdl.unload, result[0])
-    return [list(result), list(p.acl.mdl.query_size(path))]
-
-
-@case(
+_load_fails_case(
     "mdl.load_from_mem.null",
-    "models",
-    expect=[[0, 145000], [0, 0, 145000]],
-    evidence=GE_CHOICE + ": NULL model data -> ACL_ERROR_GE_PARAM_INVALID",
+    "load_from_mem",
+    "query_size_from_mem",
+    (0, 0),
+    [[0, 145000], [0, 0, 145000]],
+    GE_CHOICE + ": NULL model data -> ACL_ERROR_GE_PARAM_INVALID",
 )
-def _mem_null(p: Probe) -> Any:
-    result = p.acl.mdl.load_from_mem(0, 0)
-    if result[1] == 0:
-        p.defer(p.acl.mdl.unload, result[0])
-    return [list(result), list(p.acl.mdl.query_size_from_mem(0, 0))]
 
 
 @case(
@@ -329,10 +338,8 @@ def _mem_null(p: Probe) -> Any:
 )
 def _unknown_id(p: Probe) -> Any:
     mdl = p.acl.mdl
-    desc = mdl.create_desc()
-    p.defer(mdl.destroy_desc, desc)
-    dataset = mdl.create_dataset()
-    p.defer(mdl.destroy_dataset, dataset)
+    desc = _empty(p, "desc")
+    dataset = _empty(p, "dataset")
     unknown = 0xFFFFFF0
     return [
         mdl.unload(unknown),
@@ -341,36 +348,29 @@ def _unknown_id(p: Probe) -> Any:
     ]
 
 
-@case(
+def _destroy_twice_case(id: str, kind: str, evidence: str) -> None:
+    """Register a case creating with ``mdl.create_<kind>`` and destroying twice."""
+
+    @case(id, "models", expect=[0, 100000], isolated=True, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        handle = p.fn(f"mdl.create_{kind}")()
+        destroy = p.fn(f"mdl.destroy_{kind}")
+        first = destroy(handle)
+        if first != 0:
+            p.defer(destroy, handle)
+        return [first, destroy(handle)]
+
+
+_destroy_twice_case(
     "mdl.destroy_desc.twice",
-    "models",
-    expect=[0, 100000],
-    isolated=True,
-    evidence=GE_CHOICE + " (a destroyed description is a dangling host pointer)",
+    "desc",
+    GE_CHOICE + " (a destroyed description is a dangling host pointer)",
 )
-def _desc_twice(p: Probe) -> Any:
-    mdl = p.acl.mdl
-    desc = mdl.create_desc()
-    first = mdl.destroy_desc(desc)
-    if first != 0:
-        p.defer(mdl.destroy_desc, desc)
-    return [first, mdl.destroy_desc(desc)]
-
-
-@case(
+_destroy_twice_case(
     "mdl.destroy_dataset.twice",
-    "models",
-    expect=[0, 100000],
-    isolated=True,
-    evidence=GE_CHOICE + " (a destroyed dataset is a dangling host pointer)",
+    "dataset",
+    GE_CHOICE + " (a destroyed dataset is a dangling host pointer)",
 )
-def _dataset_twice(p: Probe) -> Any:
-    mdl = p.acl.mdl
-    dataset = mdl.create_dataset()
-    first = mdl.destroy_dataset(dataset)
-    if first != 0:
-        p.defer(mdl.destroy_dataset, dataset)
-    return [first, mdl.destroy_dataset(dataset)]
 
 
 # ---------------------------------------------------------------------------- with a model
@@ -590,26 +590,28 @@ def _dynamic_case(p: Probe, kind: str) -> list[Any]:
     return [shape(query), keys, set_ok, set_bad, mdl.execute(model.id, inputs, outputs)]
 
 
-@case(
+def _dynamic_gears_case(id: str, kind: str, keys: list[str], evidence: str) -> None:
+    """Register a case querying and setting the gears of a *kind* model (``_dynamic_case``)."""
+
+    @case(id, "models", expect=["(dict, ret=0)", keys, 0, 145000, 0], evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        return _dynamic_case(p, kind)
+
+
+_dynamic_gears_case(
     "mdl.dynamic_batch",
-    "models",
-    expect=["(dict, ret=0)", ["batch", "batchCount"], 0, 145000, 0],
-    evidence=MDL + "get_dynamic_batch (dict of batchCount, batch; ret), set_dynamic_batch_size "
+    "dynamic-batch",
+    ["batch", "batchCount"],
+    MDL + "get_dynamic_batch (dict of batchCount, batch; ret), set_dynamic_batch_size "
     "(ret); a batch size the model does not list is refused (" + GE_CHOICE + ")",
 )
-def _dynamic_batch(p: Probe) -> Any:
-    return _dynamic_case(p, "dynamic-batch")
-
-
-@case(
+_dynamic_gears_case(
     "mdl.dynamic_hw",
-    "models",
-    expect=["(dict, ret=0)", ["hw", "hwCount"], 0, 145000, 0],
-    evidence=MDL + "get_dynamic_hw(desc, -1) (dict of hwCount, hw; ret), set_dynamic_hw_size "
+    "dynamic-hw",
+    ["hw", "hwCount"],
+    MDL + "get_dynamic_hw(desc, -1) (dict of hwCount, hw; ret), set_dynamic_hw_size "
     "(ret); an image size the model does not list is refused (" + GE_CHOICE + ")",
 )
-def _dynamic_hw(p: Probe) -> Any:
-    return _dynamic_case(p, "dynamic-hw")
 
 
 @case(

@@ -12,7 +12,7 @@ which replaces whatever parsing raised, overflow included, with that ``TypeError
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 from ._case import Probe, case, shape
 
@@ -33,6 +33,7 @@ SOURCE = {
 
 def _at(api: str) -> str:
     return f"python/pyACL {SOURCE[api]}: PyArg_ParseTuple format "
+
 
 #: (api, arguments, format evidence): calls that must raise TypeError.
 _TYPE_ERRORS: tuple[tuple[str, str, tuple[Any, ...], str], ...] = (
@@ -98,8 +99,7 @@ def _keywords(p: Probe) -> Any:
     "args.bool_as_int",
     "arg-parsing",
     expect=0,
-    evidence=_at("rt.malloc") + "'ki' of acl.rt.malloc: 'k' and 'i' accept bool (an int "
-    "subclass)",
+    evidence=_at("rt.malloc") + "'ki' of acl.rt.malloc: 'k' and 'i' accept bool (an int subclass)",
 )
 def _bool(p: Probe) -> Any:
     ptr, ret = p.acl.rt.malloc(True, False)
@@ -145,64 +145,72 @@ def _np() -> Any:
     return numpy
 
 
-@case(
+#: Builds a case's call arguments (numpy imported lazily, resources made by the probe).
+_Args = Callable[[Probe], "tuple[Any, ...]"]
+
+
+def _accepts(
+    id: str,
+    api: str,
+    args: _Args,
+    returns: str,
+    undo: Optional[str],
+    evidence: str,
+) -> None:
+    """Register a case expecting ``acl.<api>(*args(p))`` to parse and succeed: observed is the
+    ret, or ``"TypeError"``. *returns* is how the call returns: ``"ret"`` alone (*undo* then
+    takes the kit's device), ``"handle"`` and ret (*undo* takes the handle), or outputs with the
+    ret ``"last"``; *undo* names the call that releases what a success made."""
+
+    @case(id, "arg-parsing", expect=0, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        try:
+            result = p.fn(api)(*args(p))
+        except TypeError:
+            return "TypeError"
+        if returns == "last":
+            return result[-1]
+        if returns == "handle":
+            handle, ret = result
+        else:
+            handle, ret = p.device, result
+        if ret == 0 and undo is not None:
+            p.defer(p.fn(undo), handle)
+        return ret
+
+
+_accepts(
     "args.numpy.i_set_device",
-    "arg-parsing",
-    expect=0,
-    evidence=_at("rt.set_device") + "'i' of acl.rt.set_device accepts numpy.int32 (__index__)",
+    "rt.set_device",
+    lambda p: (_np().int32(p.device),),
+    "ret",
+    "rt.reset_device",
+    _at("rt.set_device") + "'i' of acl.rt.set_device accepts numpy.int32 (__index__)",
 )
-def _np_set_device(p: Probe) -> Any:
-    try:
-        ret = p.acl.rt.set_device(_np().int32(p.device))
-    except TypeError:
-        return "TypeError"
-    if ret == 0:
-        p.defer(p.acl.rt.reset_device, p.device)
-    return ret
-
-
-@case(
+_accepts(
     "args.numpy.i_get_mem_info",
-    "arg-parsing",
-    expect=0,
-    evidence=_at("rt.get_mem_info") + "'i' of acl.rt.get_mem_info accepts numpy.int64 (__index__)",
+    "rt.get_mem_info",
+    lambda p: (_np().int64(1),),
+    "last",
+    None,
+    _at("rt.get_mem_info") + "'i' of acl.rt.get_mem_info accepts numpy.int64 (__index__)",
 )
-def _np_mem_info(p: Probe) -> Any:
-    try:
-        return p.acl.rt.get_mem_info(_np().int64(1))[-1]
-    except TypeError:
-        return "TypeError"
-
-
-@case(
+_accepts(
     "args.numpy.i_memset_value",
-    "arg-parsing",
-    expect=0,
-    evidence=_at("rt.memset") + "'kkik' of acl.rt.memset: the value ('i') accepts numpy.uint8",
+    "rt.memset",
+    lambda p: (p.malloc(64), 64, _np().uint8(7), 64),
+    "ret",
+    None,
+    _at("rt.memset") + "'kkik' of acl.rt.memset: the value ('i') accepts numpy.uint8",
 )
-def _np_memset(p: Probe) -> Any:
-    dev = p.malloc(64)
-    try:
-        return p.acl.rt.memset(dev, 64, _np().uint8(7), 64)
-    except TypeError:
-        return "TypeError"
-
-
-@case(
+_accepts(
     "args.numpy.I_event_flag",
-    "arg-parsing",
-    expect=0,
-    evidence=_at("rt.create_event_with_flag")
-    + "'I' of acl.rt.create_event_with_flag accepts numpy.uint32",
+    "rt.create_event_with_flag",
+    lambda p: (_np().uint32(1),),
+    "handle",
+    "rt.destroy_event",
+    _at("rt.create_event_with_flag") + "'I' of acl.rt.create_event_with_flag accepts numpy.uint32",
 )
-def _np_event_flag(p: Probe) -> Any:
-    try:
-        event, ret = p.acl.rt.create_event_with_flag(_np().uint32(1))
-    except TypeError:
-        return "TypeError"
-    if ret == 0:
-        p.defer(p.acl.rt.destroy_event, event)
-    return ret
 
 
 @case(
@@ -256,21 +264,15 @@ def _stream_flag_overflow(p: Probe) -> Any:
     )
 
 
-@case(
+_accepts(
     "args.numpy.i_stream_config_flag",
-    "arg-parsing",
-    expect=0,
-    evidence="python/pyACL rt/rt_stream.cpp: create_stream_with_config 'ii': the flag ('i') "
+    "rt.create_stream_with_config",
+    lambda p: (0, _np().int32(0)),
+    "handle",
+    "rt.destroy_stream",
+    "python/pyACL rt/rt_stream.cpp: create_stream_with_config 'ii': the flag ('i') "
     "accepts numpy.int32 (__index__)",
 )
-def _np_stream_flag(p: Probe) -> Any:
-    try:
-        stream, ret = p.acl.rt.create_stream_with_config(0, _np().int32(0))
-    except TypeError:
-        return "TypeError"
-    if ret == 0:
-        p.defer(p.acl.rt.destroy_stream, stream)
-    return ret
 
 
 @case(
@@ -287,38 +289,24 @@ def _cann_mask(p: Probe) -> Any:
         return f"TypeError: {exc}"
 
 
-@case(
+_accepts(
     "args.numpy.I_event_ex_flag",
-    "arg-parsing",
-    expect=0,
-    evidence="python/pyACL rt/rt_synchronize.cpp: create_event_ex_with_flag parses 'I', which "
+    "rt.create_event_ex_with_flag",
+    lambda p: (_np().uint32(1),),
+    "handle",
+    "rt.destroy_event",
+    "python/pyACL rt/rt_synchronize.cpp: create_event_ex_with_flag parses 'I', which "
     "accepts numpy.uint32",
 )
-def _np_event_ex_flag(p: Probe) -> Any:
-    try:
-        event, ret = p.acl.rt.create_event_ex_with_flag(_np().uint32(1))
-    except TypeError:
-        return "TypeError"
-    if ret == 0:
-        p.defer(p.acl.rt.destroy_event, event)
-    return ret
-
-
-@case(
+_accepts(
     "args.I_masks.create_event_with_flag",
-    "arg-parsing",
-    expect=0,
-    evidence="python/pyACL rt/rt_synchronize.cpp: create_event_with_flag parses 'I': "
+    "rt.create_event_with_flag",
+    lambda p: ((1 << 32) + 1,),
+    "handle",
+    "rt.destroy_event",
+    "python/pyACL rt/rt_synchronize.cpp: create_event_with_flag parses 'I': "
     "2**32 + 1 masks to flag 1 (ACL_EVENT_SYNC)",
 )
-def _event_flag_mask(p: Probe) -> Any:
-    try:
-        event, ret = p.acl.rt.create_event_with_flag((1 << 32) + 1)
-    except TypeError:
-        return "TypeError"
-    if ret == 0:
-        p.defer(p.acl.rt.destroy_event, event)
-    return ret
 
 
 @case(
@@ -548,15 +536,12 @@ def _I_masks(p: Probe) -> Any:
     return [ret, rt.reset_event(event, 0)]
 
 
-@case(
+_accepts(
     "args.numpy.I_cann_version",
-    "arg-parsing",
-    expect=0,
-    evidence="python/pyACL py_init_acl.cpp: PyArg_ParseTuple format 'I' of "
+    "get_cann_version",
+    lambda p: (_np().uint8(0),),
+    "last",
+    None,
+    "python/pyACL py_init_acl.cpp: PyArg_ParseTuple format 'I' of "
     "acl.get_cann_version accepts numpy.uint8 (__index__, masked)",
 )
-def _np_cann_version(p: Probe) -> Any:
-    try:
-        return p.acl.get_cann_version(_np().uint8(0))[-1]
-    except TypeError:
-        return "TypeError"

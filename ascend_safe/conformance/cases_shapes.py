@@ -7,48 +7,80 @@ pyacl returns ``ret`` alone, the C out-parameters then ``ret`` last, or a bare v
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ._case import HOST_TO_DEVICE, Probe, case, shape
 
 PYACL = "python/pyACL (hicann/runtime): return tuple of "
 ACL_EVENT_SYNC = 0x1
 
+
+class _Made:
+    """Handles a case made (``(handle, ret)`` results) and releases as part of what it
+    observes: *release* frees, at the end of the case, each one it has not released by then."""
+
+    def __init__(self, p: Probe, made: list[Any], release: Callable[[Any], Any]) -> None:
+        self.alive = {m[0] for m in made if m[1] == 0}
+        for handle in self.alive:
+            p.defer(lambda h=handle: h in self.alive and release(h))
+
+    def release(self, fn: Callable[[Any], Any], handle: Any) -> str:
+        """The shape of ``fn(handle)``; the handle needs no release at the end any more."""
+        released = shape(fn(handle))
+        self.alive.discard(handle)
+        return released
+
+
 # ---------------------------------------------------------------------------- before acl.init
 
 
-@case(
+def _shape_case(
+    id: str,
+    category: str,
+    api: str,
+    args: tuple[Any, ...],
+    expect: str,
+    evidence: str,
+    *,
+    phase: str = "device",
+    bare: bool = False,
+) -> None:
+    """Register a case observing the shape of ``acl.<api>(*args)``."""
+
+    @case(id, category, expect=expect, phase=phase, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        return shape(p.fn(api)(*args), bare=bare)
+
+
+_shape_case(
     "rt.get_run_mode.before_init",
     "init",
-    expect="(int, ret=0)",
-    phase="bare",
-    evidence="src/acl/aclrt_impl/device.cpp: get run mode path has no init check; Ascend/samples "
+    "rt.get_run_mode",
+    (),
+    "(int, ret=0)",
+    "src/acl/aclrt_impl/device.cpp: get run mode path has no init check; Ascend/samples "
     "acllite_image.py calls acl.rt.get_run_mode() at import time",
+    phase="bare",
 )
-def _run_mode_before_init(p: Probe) -> Any:
-    return shape(p.acl.rt.get_run_mode())
-
-
-@case(
+_shape_case(
     "get_soc_name.before_init",
     "init",
-    expect="str",
+    "get_soc_name",
+    (),
+    "str",
+    PYACL + "get_soc_name (bare str); called before acl.init by the samples",
     phase="bare",
-    evidence=PYACL + "get_soc_name (bare str); called before acl.init by the samples",
+    bare=True,
 )
-def _soc_before_init(p: Probe) -> Any:
-    return shape(p.acl.get_soc_name(), bare=True)
-
-
-@case(
+_shape_case(
     "get_version.before_init",
     "init",
-    expect="(int, int, int, ret=0)",
+    "get_version",
+    (),
+    "(int, int, int, ret=0)",
+    PYACL + "get_version; aclrtGetVersion needs no init (src/acl/aclrt_impl/acl.cpp)",
     phase="bare",
-    evidence=PYACL + "get_version; aclrtGetVersion needs no init (src/acl/aclrt_impl/acl.cpp)",
 )
-def _version_before_init(p: Probe) -> Any:
-    return shape(p.acl.get_version())
 
 
 @case(
@@ -66,14 +98,14 @@ def _recent_error(p: Probe) -> Any:
 # ---------------------------------------------------------------------------- top level
 
 
-@case(
+_shape_case(
     "get_cann_version.shape",
     "return-shapes",
-    expect="(dict, ret=0)",
-    evidence=PYACL + "get_cann_version: (dict, ret)",
+    "get_cann_version",
+    (0,),
+    "(dict, ret=0)",
+    PYACL + "get_cann_version: (dict, ret)",
 )
-def _cann_version(p: Probe) -> Any:
-    return shape(p.acl.get_cann_version(0))
 
 
 @case(
@@ -155,60 +187,71 @@ def _data_buffer_values(p: Probe) -> Any:
 # ---------------------------------------------------------------------------- acl.rt: device
 
 
-@case(
+def _shape_check_case(
+    id: str,
+    api: str,
+    args: tuple[Any, ...],
+    expect: str,
+    check: Callable[[Probe, Any], Any],
+    evidence: str,
+) -> None:
+    """Register a case observing ``acl.<api>(*args)``: its shape, and whether *check* holds
+    for the result."""
+
+    @case(id, "return-shapes", expect=[expect, True], evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        result = p.fn(api)(*args)
+        return [shape(result), check(p, result)]
+
+
+_shape_check_case(
     "rt.get_device.shape",
-    "return-shapes",
-    expect=["(int, ret=0)", True],
-    evidence=PYACL + "get_device: (device_id, ret)",
+    "rt.get_device",
+    (),
+    "(int, ret=0)",
+    lambda p, result: result[0] == p.device,
+    PYACL + "get_device: (device_id, ret)",
 )
-def _get_device(p: Probe) -> Any:
-    result = p.acl.rt.get_device()
-    return [shape(result), result[0] == p.device]
-
-
-@case(
+_shape_check_case(
     "rt.get_device_count.shape",
-    "return-shapes",
-    expect=["(int, ret=0)", True],
-    evidence=PYACL + "get_device_count: (count, ret)",
+    "rt.get_device_count",
+    (),
+    "(int, ret=0)",
+    lambda p, result: result[0] >= 1,
+    PYACL + "get_device_count: (count, ret)",
 )
-def _device_count(p: Probe) -> Any:
-    result = p.acl.rt.get_device_count()
-    return [shape(result), result[0] >= 1]
-
-
-@case(
+_shape_check_case(
     "rt.get_run_mode.shape",
-    "return-shapes",
-    expect=["(int, ret=0)", True],
-    evidence=PYACL + "get_run_mode: (run_mode, ret); ACL_DEVICE=0, ACL_HOST=1 (acl_rt.h)",
+    "rt.get_run_mode",
+    (),
+    "(int, ret=0)",
+    lambda p, result: result[0] in (0, 1),
+    PYACL + "get_run_mode: (run_mode, ret); ACL_DEVICE=0, ACL_HOST=1 (acl_rt.h)",
 )
-def _run_mode(p: Probe) -> Any:
-    result = p.acl.rt.get_run_mode()
-    return [shape(result), result[0] in (0, 1)]
 
 
-@case(
+def _set_reset_case(id: str, reset: str, phase: str, evidence: str) -> None:
+    """Register a case observing the shapes of ``set_device`` then *reset* of the kit's device
+    (not called when set_device failed)."""
+
+    @case(id, "return-shapes", expect=["ret=0", "ret=0"], phase=phase, evidence=evidence)
+    def _probe(p: Probe) -> Any:
+        first = p.acl.rt.set_device(p.device)
+        return [shape(first), shape(p.fn(reset)(p.device) if first == 0 else first)]
+
+
+_set_reset_case(
     "rt.set_device.reset_device.shapes",
-    "return-shapes",
-    expect=["ret=0", "ret=0"],
-    evidence=PYACL + "set_device and reset_device return ret; set_device is refcounted",
+    "rt.reset_device",
+    "device",
+    PYACL + "set_device and reset_device return ret; set_device is refcounted",
 )
-def _set_reset(p: Probe) -> Any:
-    first = p.acl.rt.set_device(p.device)
-    return [shape(first), shape(p.acl.rt.reset_device(p.device) if first == 0 else first)]
-
-
-@case(
+_set_reset_case(
     "rt.reset_device_force.shape",
-    "return-shapes",
-    expect=["ret=0", "ret=0"],
-    phase="init",
-    evidence=PYACL + "reset_device_force returns ret",
+    "rt.reset_device_force",
+    "init",
+    PYACL + "reset_device_force returns ret",
 )
-def _reset_force(p: Probe) -> Any:
-    first = p.acl.rt.set_device(p.device)
-    return [shape(first), shape(p.acl.rt.reset_device_force(p.device) if first == 0 else first)]
 
 
 @case(
@@ -262,9 +305,7 @@ def _streams(p: Probe) -> Any:
     rt = p.acl.rt
     first = rt.create_stream()
     second = rt.create_stream_with_config(0, 0)
-    alive = {s[0] for s in (first, second) if s[1] == 0}
-    for handle in alive:
-        p.defer(lambda h=handle: h in alive and rt.destroy_stream(h))
+    made = _Made(p, [first, second], rt.destroy_stream)
     s = first[0]
     out = [
         shape(first),
@@ -273,10 +314,8 @@ def _streams(p: Probe) -> Any:
         shape(rt.synchronize_stream_with_timeout(s, 5000)),
         shape(rt.stream_query(s)),
     ]
-    out.append(shape(rt.destroy_stream(s)))
-    alive.discard(s)
-    out.append(shape(rt.destroy_stream_force(second[0])))
-    alive.discard(second[0])
+    out.append(made.release(rt.destroy_stream, s))
+    out.append(made.release(rt.destroy_stream_force, second[0]))
     return out
 
 
@@ -297,31 +336,16 @@ def _event_create(p: Probe) -> Any:
         rt.create_event_with_flag(ACL_EVENT_SYNC),
         rt.create_event_ex_with_flag(ACL_EVENT_SYNC),
     ]
-    alive = {m[0] for m in made if m[1] == 0}
-    for handle in alive:
-        p.defer(lambda h=handle: h in alive and rt.destroy_event(h))
+    events = _Made(p, made, rt.destroy_event)
     out = [shape(m) for m in made]
-    for m in made:
-        out.append(shape(rt.destroy_event(m[0])))
-        alive.discard(m[0])
+    out += [events.release(rt.destroy_event, m[0]) for m in made]
     return out
 
 
 @case(
     "rt.event.use_shapes",
     "return-shapes",
-    expect=[
-        "ret=0",
-        "ret=0",
-        "ret=0",
-        "ret=0",
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "(float, ret=0)",
-        "ret=0",
-        "ret=0",
-    ],
+    expect=["ret=0"] * 4 + ["(int, ret=0)"] * 3 + ["(float, ret=0)", "ret=0", "ret=0"],
     evidence=PYACL + "record_event, stream_wait_event, synchronize_event(_with_timeout), "
     "reset_event: ret; query_event(_status/_wait_status) and event_elapsed_time: (value, ret)",
 )
@@ -352,16 +376,7 @@ def _event_use(p: Probe) -> Any:
 @case(
     "rt.malloc.shapes",
     "return-shapes",
-    expect=[
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "(int, ret=0)",
-        "ret=0",
-        "ret=0",
-        "ret=0",
-        "ret=0",
-    ],
+    expect=["(int, ret=0)"] * 4 + ["ret=0"] * 4,
     evidence=PYACL + "malloc/malloc_align32/malloc_cached/malloc_host: (ptr, ret); "
     "free/free_host: ret",
 )
@@ -369,17 +384,10 @@ def _mallocs(p: Probe) -> Any:
     rt = p.acl.rt
     made = [rt.malloc(256, 0), rt.malloc_align32(256, 0), rt.malloc_cached(256, 0)]
     host = rt.malloc_host(256)
-    live = {m[0] for m in made if m[1] == 0}
-    for ptr in live:
-        p.defer(lambda q=ptr: q in live and rt.free(q))
-    host_live = [host[0]] if host[1] == 0 else []
-    p.defer(lambda: host_live and rt.free_host(host[0]))
+    device, pinned = _Made(p, made, rt.free), _Made(p, [host], rt.free_host)
     out = [shape(m) for m in made] + [shape(host)]
-    for m in made:
-        out.append(shape(rt.free(m[0])))
-        live.discard(m[0])
-    out.append(shape(rt.free_host(host[0])))
-    host_live.clear()
+    out += [device.release(rt.free, m[0]) for m in made]
+    out.append(pinned.release(rt.free_host, host[0]))
     return out
 
 
@@ -404,15 +412,14 @@ def _copies(p: Probe) -> Any:
     return out
 
 
-@case(
+_shape_check_case(
     "rt.get_mem_info.shape",
-    "return-shapes",
-    expect=["(int, int, ret=0)", True],
-    evidence=PYACL + "get_mem_info: (free, total, ret)",
+    "rt.get_mem_info",
+    (1,),
+    "(int, int, ret=0)",
+    lambda p, result: 0 <= result[0] <= result[1],
+    PYACL + "get_mem_info: (free, total, ret)",
 )
-def _mem_info(p: Probe) -> Any:
-    result = p.acl.rt.get_mem_info(1)
-    return [shape(result), 0 <= result[0] <= result[1]]
 
 
 @case(
@@ -424,11 +431,8 @@ def _mem_info(p: Probe) -> Any:
 def _dvpp(p: Probe) -> Any:
     media = p.acl.media
     result = media.dvpp_malloc(256)
-    live = [result[0]] if result[1] == 0 else []
-    p.defer(lambda: live and media.dvpp_free(result[0]))
-    out = [shape(result), result[0] % 128 == 0, shape(media.dvpp_free(result[0]))]
-    live.clear()
-    return out
+    made = _Made(p, [result], media.dvpp_free)
+    return [shape(result), result[0] % 128 == 0, made.release(media.dvpp_free, result[0])]
 
 
 # ---------------------------------------------------------------------------- acl.util
