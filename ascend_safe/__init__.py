@@ -37,6 +37,7 @@ from .errors import (
     BackendUnavailableError,
     ForkSafetyError,
     OutOfDeviceMemoryError,
+    PoolLimitError,
     ProcessLimitError,
     ResourceClosedError,
     ResourceLeakError,
@@ -48,6 +49,7 @@ from .handles import Handle
 from .handles import create as create_handle
 from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, HostMemory, Memory
 from .model import Dataset, Model, TensorInfo
+from .pool import MemoryPool, PooledMemory, PoolStats
 from .stream import DefaultStream, Stream
 from .workers import (
     close_worker_sessions,
@@ -93,8 +95,12 @@ __all__ = [
     "MemAttr",
     "MemcpyKind",
     "Memory",
+    "MemoryPool",
     "Model",
     "OutOfDeviceMemoryError",
+    "PoolLimitError",
+    "PoolStats",
+    "PooledMemory",
     "ProcessLimitError",
     "Resource",
     "ResourceClosedError",

@@ -41,6 +41,7 @@ __all__ = [
     "ErrorInfo",
     "ForkSafetyError",
     "OutOfDeviceMemoryError",
+    "PoolLimitError",
     "ProcessLimitError",
     "ResourceClosedError",
     "ResourceLeakError",
@@ -640,6 +641,11 @@ class ForkSafetyError(AscendSafeError, RuntimeError):
 
 class AsyncOperationsPendingError(AscendSafeError, RuntimeError):
     """An operation needs asynchronous work to finish first, but some is still pending."""
+
+
+class PoolLimitError(AscendSafeError, MemoryError):
+    """A :class:`~ascend_safe.pool.MemoryPool` would hold more than its limit, even with its
+    cache flushed (no pyacl call failed: the pool refused before allocating)."""
 
 
 class ProcessLimitError(AscendSafeError, RuntimeError):
