@@ -30,7 +30,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import admission
+from . import _lifetime, admission
 from .errors import OutOfDeviceMemoryError, PoolLimitError, ResourceClosedError
 from .memory import UNINITIALIZED, DeviceMemory, Memory
 from .stream import Stream
@@ -199,6 +199,7 @@ class MemoryPool:
             raise ValueError(f"MemoryPool.malloc size must be > 0 bytes, got {size}")
         if stream is not None and not isinstance(stream, Stream):
             raise TypeError(f"stream must be a Stream or None, not {type(stream).__name__}")
+        _lifetime.drain_deferred()  # blocks dropped without close() come back first
         block = self._take(size_class(size), stream)
         try:
             memory = PooledMemory(self, block, size)

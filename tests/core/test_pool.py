@@ -237,3 +237,18 @@ def test_closed_pool_refuses_and_frees_blocks_given_back(sim):
 def test_bad_sizes_are_refused(sim, bad):
     with asf.Device(0) as dev, asf.MemoryPool(dev) as pool, pytest.raises((TypeError, ValueError)):
         pool.malloc(bad)
+
+
+def test_a_dropped_block_warns_and_goes_back_to_the_pool(sim):
+    import gc
+
+    with asf.Device(0) as dev, asf.MemoryPool(dev) as pool:
+        block = pool.malloc(100)
+        ptr = block.ptr
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            del block
+            gc.collect()
+        again = pool.malloc(100)
+        assert again.ptr == ptr
+        assert pool.stats.hits == 1
+        again.close()
