@@ -252,3 +252,46 @@ def test_a_dropped_block_warns_and_goes_back_to_the_pool(sim):
         assert again.ptr == ptr
         assert pool.stats.hits == 1
         again.close()
+
+
+_EXIT_PROGRAM = """
+import os, json, atexit
+os.environ["ASCEND_SAFE_BACKEND"] = "sim"
+import ascend_safe as asf
+from ascend_safe import sim
+
+def report():  # registered before pyacl is loaded: runs after the library's exit teardown
+    with open(os.environ["REPORT"], "w") as fh:
+        json.dump({"handles": sim.live_handles(),
+                   "violations": [v.kind for v in sim.violations()]}, fh)
+atexit.register(report)
+
+sim.configure(async_delay=0.005)
+dev = asf.Device(0)
+pool = asf.MemoryPool(dev)
+s = dev.stream()
+held = pool.malloc(4096, stream=s)
+held.copy_from(bytes(4096), stream=s)
+freed = pool.malloc(1 << 16, stream=s)
+freed.copy_from(bytes(1 << 16), stream=s)
+freed.close()  # cached, with work still queued on s
+"""
+
+
+def test_exit_frees_live_and_cached_blocks_after_their_streams(tmp_path, sim):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "prog.py"
+    script.write_text(_EXIT_PROGRAM)
+    report = tmp_path / "report.json"
+    env = dict(os.environ, REPORT=str(report))
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "PooledMemory" in proc.stderr and "DeviceMemory" in proc.stderr  # leak-reported
+    result = json.loads(report.read_text())
+    assert result == {"handles": {}, "violations": []}
