@@ -41,6 +41,7 @@ from .errors import (
     ForkSafetyError,
     MemoryWaitTimeoutError,
     OutOfDeviceMemoryError,
+    PoolLimitError,
     ProcessLimitError,
     ResourceClosedError,
     ResourceLeakError,
@@ -56,12 +57,13 @@ from .handles import Handle
 from .handles import create as create_handle
 from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, HostMemory, Memory
 from .model import Dataset, Model, TensorInfo
+from .pool import MemoryPool, MemoryPoolStats, PooledMemory
 from .stream import DefaultStream, Stream
 from .suspend import SuspendCoordinator
 from .workers import (
-    PoolStats,
     WorkerLeak,
     WorkerPool,
+    WorkerPoolStats,
     close_worker_sessions,
     current_device,
     keep,
@@ -108,10 +110,13 @@ __all__ = [
     "MemAttr",
     "MemcpyKind",
     "Memory",
+    "MemoryPool",
+    "MemoryPoolStats",
     "MemoryWaitTimeoutError",
     "Model",
     "OutOfDeviceMemoryError",
-    "PoolStats",
+    "PoolLimitError",
+    "PooledMemory",
     "ProcessLimitError",
     "Resource",
     "ResourceClosedError",
@@ -129,6 +134,7 @@ __all__ = [
     "WorkCancelledError",
     "WorkerLeak",
     "WorkerPool",
+    "WorkerPoolStats",
     "__version__",
     "backend_name",
     "close_worker_sessions",

@@ -1,8 +1,9 @@
 """The backend boundary: the one module that calls pyacl.
 
 It picks real pyacl or the built-in simulator (``ASCEND_SAFE_BACKEND`` = ``auto`` | ``acl`` |
-``sim``), knows pyacl's three return shapes, and turns a non-zero ``ret`` into an
-:class:`~ascend_safe.errors.AclError`. Nothing else in the library imports ``acl``.
+``sim``; ``null``, for benchmarks only, is :mod:`ascend_safe._null`), knows pyacl's three
+return shapes, and turns a non-zero ``ret`` into an :class:`~ascend_safe.errors.AclError`.
+Nothing else in the library imports ``acl``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import atexit
 import logging
 import os
 import sys
+import tempfile
 import threading
 import types
 import warnings
 from typing import Any, Callable
 
-from . import _process
+from . import _null, _process
 from .errors import (
     BackendFallbackWarning,
     BackendUnavailableError,
@@ -72,10 +74,15 @@ exit_hooks: list[Callable[[], None]] = []
 
 def _select() -> tuple[types.ModuleType, str]:
     choice = os.environ.get(ENV_BACKEND, "auto").strip().lower() or "auto"
-    if choice not in ("auto", "acl", "sim"):
+    if choice not in ("auto", "acl", "sim", "null"):
         raise ValueError(
-            f"ASCEND_SAFE_BACKEND={choice!r} is not valid: use 'auto', 'acl' or 'sim'"
+            f"ASCEND_SAFE_BACKEND={choice!r} is not valid: use 'auto', 'acl' or 'sim' "
+            "('null' is for benchmarks only)"
         )
+    if choice == "null":
+        from .sim._api import SPECS  # the table of pyacl's functions, not the simulator
+
+        return _null.build(SPECS), "null"
     if choice == "sim":
         from . import sim
 
@@ -135,7 +142,8 @@ def _load() -> types.ModuleType:
 
 
 def backend_name() -> str:
-    """``"acl"`` (real pyacl) or ``"sim"`` (the built-in simulator); loads the backend."""
+    """``"acl"`` (real pyacl), ``"sim"`` (the built-in simulator) or ``"null"`` (calls that do
+    nothing, for benchmarks only); loads the backend."""
     acl()
     assert _name is not None
     return _name
@@ -144,7 +152,10 @@ def backend_name() -> str:
 def simulated_slot_dir() -> str | None:
     """On the simulator, the library's slot directory inside the simulated machine's state
     directory (never the real one); None on real pyacl."""
-    if backend_name() != "sim":
+    name = backend_name()
+    if name == "null":  # never the real slots: the null backend holds no device
+        return os.path.join(tempfile.gettempdir(), f"ascend_safe-null-slots-{os.getuid()}")
+    if name != "sim":
         return None
     from . import sim  # already imported: the simulator is the backend
 

@@ -46,6 +46,7 @@ __all__ = [
     "ForkSafetyError",
     "MemoryWaitTimeoutError",
     "OutOfDeviceMemoryError",
+    "PoolLimitError",
     "ProcessLimitError",
     "ResourceClosedError",
     "ResourceLeakError",
@@ -669,6 +670,11 @@ class MemoryWaitTimeoutError(OutOfDeviceMemoryError, TimeoutError):
     """Under the ``'wait'`` OOM policy, memory did not come free within the timeout.
 
     An :class:`OutOfDeviceMemoryError` and a :class:`TimeoutError`."""
+
+
+class PoolLimitError(AscendSafeError, MemoryError):
+    """A :class:`~ascend_safe.pool.MemoryPool` would hold more than its limit, even with its
+    cache flushed (no pyacl call failed: the pool refused before allocating)."""
 
 
 class ProcessLimitError(AscendSafeError, RuntimeError):

@@ -38,9 +38,9 @@ from .errors import ForkSafetyError, ResourceLeakError, ResourceLeakWarning
 
 __all__ = [
     "LEAK_POLICIES",
-    "PoolStats",
     "WorkerLeak",
     "WorkerPool",
+    "WorkerPoolStats",
     "close_worker_sessions",
     "current_device",
     "keep",
@@ -445,7 +445,7 @@ class _RemoteTraceback(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class PoolStats:
+class WorkerPoolStats:
     """Counters of a :class:`WorkerPool` (a snapshot)."""
 
     #: Calls finished (for ``map``: chunks of ``chunksize`` items).
@@ -495,12 +495,12 @@ class WorkerPool(concurrent.futures.ProcessPoolExecutor):
             max_workers=workers, mp_context=ctx, initializer=_pool_initializer, initargs=initargs
         )
         self._stats_lock = threading.Lock()
-        self._stats = PoolStats()
+        self._stats = WorkerPoolStats()
         if attach is not None:
             attach(self)
 
     @property
-    def stats(self) -> PoolStats:
+    def stats(self) -> WorkerPoolStats:
         """Calls, failures and leaks so far."""
         with self._stats_lock:
             return self._stats
@@ -543,7 +543,7 @@ class WorkerPool(concurrent.futures.ProcessPoolExecutor):
     def _count(self, failed: bool, leaks: list[WorkerLeak]) -> None:
         with self._stats_lock:
             s = self._stats
-            self._stats = PoolStats(
+            self._stats = WorkerPoolStats(
                 calls=s.calls + 1,
                 failures=s.failures + failed,
                 leaks=s.leaks + len(leaks),

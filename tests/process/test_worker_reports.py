@@ -28,7 +28,7 @@ def test_a_warn_leak_in_a_pool_worker_is_reported_to_the_parent(monkeypatch):
     with asf.worker_pool(workers=1) as pool:
         with pytest.warns(asf.ResourceLeakWarning) as caught:
             pid = pool.submit(pool_tasks.leaky_warn).result()
-        assert pool.stats == asf.PoolStats(calls=1, failures=0, leaks=1, leaked_resources=1)
+        assert pool.stats == asf.WorkerPoolStats(calls=1, failures=0, leaks=1, leaked_resources=1)
         (warning,) = [w for w in caught if issubclass(w.category, asf.ResourceLeakWarning)]
         text = str(warning.message)
         assert text.startswith(
@@ -60,7 +60,7 @@ def test_a_warn_leak_in_a_pool_worker_is_reported_to_the_parent(monkeypatch):
             assert pool.submit(pool_tasks.device_id).result() == 0
             results = list(pool.map(pool_tasks.device_id, range(3)))
         assert results == [0, 0, 0]
-        assert pool.stats == asf.PoolStats(calls=7, failures=2, leaks=3, leaked_resources=5)
+        assert pool.stats == asf.WorkerPoolStats(calls=7, failures=2, leaks=3, leaked_resources=5)
         _pid, handles, violations = pool.submit(pool_tasks.simulator_state).result()
         assert handles == {"device": [0]} and violations == []
 
