@@ -41,6 +41,7 @@ from .errors import (
     ResourceClosedError,
     ResourceLeakError,
     SlotDirectoryError,
+    StreamLimitError,
 )
 from .event import Event
 from .fork import FORK_POLICIES, get_fork_policy, guard_process_creation, set_fork_policy
@@ -103,6 +104,7 @@ __all__ = [
     "SlotDirectoryError",
     "Stream",
     "StreamFlag",
+    "StreamLimitError",
     "StreamStatus",
     "TensorInfo",
     "__version__",

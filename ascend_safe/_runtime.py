@@ -11,7 +11,7 @@ import os
 import threading
 from typing import Any
 
-from . import _backend, _lifetime, _process
+from . import _backend, _inflight, _lifetime, _process
 from .errors import AclError
 
 __all__ = ["ensure_initialized", "exit_teardown"]
@@ -80,8 +80,6 @@ def _exit_timeout() -> float:
 
 def exit_teardown() -> None:
     """Synchronize, destroy everything in dependency order, reset devices, finalize if owned."""
-    from .stream import busy_streams
-
     if _lifetime.flags.disarmed:
         return
     if _process.state.forked_after_use or (_init.pid and _process.state.is_foreign(_init.pid)):
@@ -96,7 +94,7 @@ def exit_teardown() -> None:
                 "ascend_safe: releasing at exit what was left open: %s",
                 _lifetime.leak_report(left),
             )
-        for stream in busy_streams():  # default streams included
+        for stream in _inflight.busy_streams():  # default streams included
             if not _quietly(stream.synchronize, _lifetime.flags.close_timeout):
                 _lifetime.flags.close_timeout = 0.0  # stuck: from now on close paths only poll
         for root in _lifetime.roots():

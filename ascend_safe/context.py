@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import _backend
+from . import _backend, _inflight
 from ._lifetime import Resource
 
 if TYPE_CHECKING:
@@ -45,9 +45,7 @@ class ContextOwner(Resource):
 
     def _close_children(self) -> None:
         # Drain this context's streams before anything is freed: pyacl's free is immediate.
-        from .stream import busy_streams
-
-        for stream in busy_streams():
+        for stream in _inflight.busy_streams():
             if stream.owner is self:
                 stream._drain_if_busy()
         super()._close_children()
@@ -101,9 +99,7 @@ class Context(ContextOwner):
     __slots__ = ("_device",)
 
     def __init__(self, device: Device) -> None:
-        from .device import Device
-
-        if not isinstance(device, Device):
+        if not isinstance(device, ContextOwner) or device.device is not device:
             raise TypeError(f"Context() takes a Device, not {type(device).__name__}")
         super().__init__(device)
         self._device = device

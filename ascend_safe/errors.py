@@ -670,6 +670,24 @@ class ProcessLimitError(AscendSafeError, RuntimeError):
         return (type(self), (self.device, self.limit, self.holders, self.message))
 
 
+class StreamLimitError(AscendSafeError, RuntimeError):
+    """Creating a stream would exceed the cap on streams per device (see ``max_streams``)."""
+
+    device: int
+    limit: int
+    open: int
+
+    def __init__(self, device: int, limit: int, open: int, message: str) -> None:
+        self.device = device
+        self.limit = limit
+        self.open = open
+        self.message = message
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.device, self.limit, self.open, self.message))
+
+
 class BackendUnavailableError(AscendSafeError, ImportError):
     """The requested backend (real pyacl or the simulator) cannot be imported or used."""
 
