@@ -68,13 +68,14 @@ def _bytes_header() -> int | None:
     return offset
 
 
-_BYTES_HEADER = _bytes_header()
+#: Offset of a ``bytes`` object's data from its ``id()``, or None (use :func:`bytes_address`).
+BYTES_HEADER = _bytes_header()
 
 
 def bytes_address(data: bytes) -> int:
     """The address of *data*'s bytes (valid while *data* lives; never written through)."""
-    if _BYTES_HEADER is not None and data.__class__ is bytes:
-        return id(data) + _BYTES_HEADER
+    if BYTES_HEADER is not None and data.__class__ is bytes:
+        return id(data) + BYTES_HEADER
     address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
     return address or 0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import _backend, _inflight
+from . import _backend, _inflight, _process
 from ._lifetime import Resource
 
 if TYPE_CHECKING:
@@ -15,8 +15,16 @@ if TYPE_CHECKING:
 
 __all__ = ["Context", "ContextOwner", "InContext"]
 
-#: ``current`` is the serial of the owner whose context this thread last made current.
-_thread = threading.local()
+class _Current(threading.local):
+    #: The serial of the owner whose context this thread last made current (0: none).
+    current = 0
+
+
+_thread = _Current()
+#: For hot paths: ``if this_thread.current != owner._serial: owner.make_current()`` skips the
+#: call when the context is already current (the owner of an object in use is open: its close
+#: closes its children first, and a child's close waits for that use).
+this_thread = _thread
 
 
 class ContextOwner(Resource):
@@ -38,8 +46,9 @@ class ContextOwner(Resource):
 
     def make_current(self) -> None:
         """Make this context current in the calling thread (a no-op when it already is)."""
-        self._checked_handle()
-        if getattr(_thread, "current", 0) != self._serial:
+        if self._handle is None or self._pid != _process.state.pid:
+            self._raise_unusable()
+        if _thread.current != self._serial:
             _backend.call("rt.set_context", self._ctx, resource=self)
             _thread.current = self._serial
 
@@ -54,7 +63,7 @@ class ContextOwner(Resource):
         _thread.current = self._serial
 
     def _forget_current(self) -> None:
-        if getattr(_thread, "current", 0) == self._serial:
+        if _thread.current == self._serial:
             _thread.current = 0
 
 

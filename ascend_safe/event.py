@@ -8,7 +8,7 @@ from typing import Any
 from . import _backend, _lifetime, _validate
 from ._interrupts import critical
 from .constants import EventFlag, EventRecordedStatus, EventStatus
-from .context import ContextOwner
+from .context import ContextOwner, this_thread
 from .stream import Marker, Stream
 
 __all__ = ["Event"]
@@ -78,7 +78,9 @@ class Event(Marker):
         try:
             handle = self._begin_use()
             try:
-                self._owner.make_current()
+                owner = self._owner
+                if this_thread.current != owner._serial:
+                    owner.make_current()
                 _backend.call("rt.synchronize_event", handle, resource=self)
                 stream = self._recorded_on
                 if stream is not None and (stream._pending or stream._delivering):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union
 from . import _backend, _copy, _lifetime, _validate, admission
 from ._interrupts import critical
 from .constants import MallocPolicy, MemcpyKind
-from .context import ContextOwner, InContext
+from .context import ContextOwner, InContext, this_thread
 from .stream import Stream
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ _OMITTED: Any = object()
 _enter = critical.__enter__
 _exit = critical.__exit__
 _bytes_address = _copy.bytes_address
+_HEADER = _copy.BYTES_HEADER
 _window = ctypes.c_char.from_buffer  # holds the buffer (no resize) while the copy runs
 _addressof = ctypes.addressof
 _deferred = _lifetime._deferred
@@ -164,10 +165,13 @@ class Memory(InContext):
                     try:
                         if self._users or _deferred:
                             self._wait_idle()
-                        self._owner.make_current()
+                        owner = self._owner
+                        if this_thread.current != owner._serial:
+                            owner.make_current()
                         _backend.call(
                             "rt.memcpy", ptr + offset, self._size - offset,
-                            _bytes_address(src), count,
+                            id(src) + _HEADER if _HEADER is not None else _bytes_address(src),
+                            count,
                             _H2D if self.on_device else _H2H, resource=self,
                         )
                     finally:
@@ -231,7 +235,9 @@ class Memory(InContext):
                 if self._users or _deferred:
                     self._wait_idle()
                 window = _window(out)
-                self._owner.make_current()
+                owner = self._owner
+                if this_thread.current != owner._serial:
+                    owner.make_current()
                 _backend.call(
                     "rt.memcpy", _addressof(window), len(out), ptr + offset, count,
                     _D2H if self.on_device else _H2H, resource=self,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 from . import _backend, _inflight, _lifetime, _process, _validate
 from ._interrupts import POLL, critical, interruption_point
 from .constants import StreamFlag, StreamStatus
-from .context import ContextOwner, InContext
+from .context import ContextOwner, InContext, this_thread
 from .errors import AclError, ResourceClosedError, StreamLimitError, make_acl_error
 
 if TYPE_CHECKING:
@@ -256,7 +256,9 @@ class Stream(InContext):
         try:
             handle = self._begin_use()
             try:
-                self._owner.make_current()
+                owner = self._owner
+                if this_thread.current != owner._serial:
+                    owner.make_current()
                 with self._lock:
                     _backend.call(api, *args, handle, resource=self)
                     seq = self._seq = self._seq + 1
@@ -342,7 +344,9 @@ class Stream(InContext):
             handle = self._begin_use()
             try:
                 if timeout is None:  # the common case, flat
-                    self._owner.make_current()
+                    owner = self._owner
+                    if this_thread.current != owner._serial:
+                        owner.make_current()
                     through = self._seq
                     _backend.call("rt.synchronize_stream", handle, resource=self)
                     if self._pending or self._delivering:
