@@ -59,13 +59,23 @@ class Event(Marker):
                     f"Event.record() takes a Stream, not {type(stream).__name__}; omit the "
                     "argument to record on the device's default stream"
                 )
-        _enter()
+        _enter()  # one critical section, a use of both (what stream._submit does, flat)
         try:
             handle = self._begin_use()
             try:
-                if stream._owner is not self._owner:
+                owner = stream._owner
+                if owner is not self._owner:
                     _validate.same_device(self, stream, "record an event")
-                self._recorded_seq = stream._submit("rt.record_event", handle)
+                stream_handle = stream._begin_use()
+                try:
+                    if this_thread.current != owner._serial:
+                        owner.make_current()
+                    with stream._lock:
+                        _backend.call("rt.record_event", handle, stream_handle, resource=stream)
+                        seq = stream._seq = stream._seq + 1
+                finally:
+                    stream._end_use()
+                self._recorded_seq = seq
                 self._recorded_on = stream
             finally:
                 self._end_use()
