@@ -67,6 +67,7 @@ _trace = os.environ.get(
 ) not in ("", "0")
 _thread = threading.local()  # .trackers: the CallTrackers active in this thread
 _get_ident = threading.get_ident
+_pstate = _process.state  # one object for the whole process (the fork hook updates its pid)
 
 
 class CallTracker:
@@ -241,7 +242,7 @@ class Resource:
     def _checked_handle(self) -> Any:
         """The live handle, or raise before pyacl is called (closed, or from another process)."""
         handle = self._handle
-        if handle is None or self._pid != _process.state.pid:
+        if handle is None or self._pid != _pstate.pid:
             self._raise_unusable()
         return handle
 
@@ -264,7 +265,7 @@ class Resource:
         state = self._state
         if (
             state != _OPEN and not (state == _CLOSING and (self._closer == me or mine > 1))
-        ) or self._pid != _process.state.pid:
+        ) or self._pid != _pstate.pid:
             self._end_use()
             self._raise_unusable()
         return self._handle

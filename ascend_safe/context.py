@@ -21,6 +21,7 @@ class _Current(threading.local):
 
 
 _thread = _Current()
+_pstate = _process.state
 #: For hot paths: ``if this_thread.current != owner._serial: owner.make_current()`` skips the
 #: call when the context is already current (the owner of an object in use is open: its close
 #: closes its children first, and a child's close waits for that use).
@@ -46,7 +47,7 @@ class ContextOwner(Resource):
 
     def make_current(self) -> None:
         """Make this context current in the calling thread (a no-op when it already is)."""
-        if self._handle is None or self._pid != _process.state.pid:
+        if self._handle is None or self._pid != _pstate.pid:
             self._raise_unusable()
         if _thread.current != self._serial:
             _backend.call("rt.set_context", self._ctx, resource=self)
