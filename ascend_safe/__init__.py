@@ -42,6 +42,8 @@ from .errors import (
     ResourceLeakError,
     SlotDirectoryError,
     StreamLimitError,
+    SuspendError,
+    WorkCancelledError,
 )
 from .event import Event
 from .fork import FORK_POLICIES, get_fork_policy, guard_process_creation, set_fork_policy
@@ -50,6 +52,7 @@ from .handles import create as create_handle
 from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, HostMemory, Memory
 from .model import Dataset, Model, TensorInfo
 from .stream import DefaultStream, Stream
+from .suspend import SuspendCoordinator
 from .workers import (
     close_worker_sessions,
     current_device,
@@ -106,7 +109,10 @@ __all__ = [
     "StreamFlag",
     "StreamLimitError",
     "StreamStatus",
+    "SuspendCoordinator",
+    "SuspendError",
     "TensorInfo",
+    "WorkCancelledError",
     "__version__",
     "backend_name",
     "close_worker_sessions",

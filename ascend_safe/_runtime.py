@@ -14,7 +14,7 @@ from typing import Any
 from . import _backend, _inflight, _lifetime, _process
 from .errors import AclError
 
-__all__ = ["ensure_initialized", "exit_teardown"]
+__all__ = ["ensure_initialized", "exit_teardown", "release_everything"]
 
 _REPEAT_INITIALIZE = 100002
 ENV_EXIT_TIMEOUT = _process.variable(
@@ -87,29 +87,48 @@ def exit_teardown() -> None:
         return
     _lifetime.flags.close_timeout = _exit_timeout()
     try:
-        _lifetime.drain_deferred()
-        left = _lifetime.live_resources()
-        if left:
-            _log.warning(
-                "ascend_safe: releasing at exit what was left open: %s",
-                _lifetime.leak_report(left),
-            )
-        for stream in _inflight.busy_streams():  # default streams included
-            if not _quietly(stream.synchronize, _lifetime.flags.close_timeout):
-                _lifetime.flags.close_timeout = 0.0  # stuck: from now on close paths only poll
-        for root in _lifetime.roots():
-            _quietly(root.close)
-        stuck = _lifetime.roots()
-        if stuck:  # finalize would wait for the stuck work too; process exit frees the device
-            _log.warning(
-                "ascend_safe: %s could not be released at exit; acl.finalize skipped",
-                ", ".join(repr(r) for r in stuck),
-            )
-        elif _init.owned and _init.initialized:
-            _quietly(_backend.call, "finalize")
-        _init.initialized = False
+        release_everything("at exit")
     finally:
         _lifetime.flags.disarmed = True
+
+
+def release_everything(when: str, *, finalize: bool = True) -> list[_lifetime.Resource]:
+    """Synchronize busy streams, close every device session (and so everything created on it,
+    in dependency order), then ``acl.finalize`` if ascend_safe initialised pyacl.
+
+    Shared by the exit teardown and the suspend coordinator; waits are bounded by
+    ``_lifetime.flags.close_timeout``. Returns what could not be released (then finalize is
+    skipped); afterwards the next device session initialises pyacl again.
+    """
+    _lifetime.drain_deferred()
+    left = _lifetime.live_resources()
+    if left and when == "at exit":
+        _log.warning(
+            "ascend_safe: releasing at exit what was left open: %s", _lifetime.leak_report(left)
+        )
+    for stream in _inflight.busy_streams():  # default streams included
+        if not _quietly(stream.synchronize, _lifetime.flags.close_timeout):
+            _lifetime.flags.close_timeout = 0.0  # stuck: from now on close paths only poll
+    for root in _lifetime.roots():
+        _quietly(root.close)
+    stuck = _lifetime.roots()
+    if stuck:  # finalize would wait for the stuck work too; process exit frees the device
+        _log.warning(
+            "ascend_safe: %s could not be released %s; acl.finalize skipped",
+            ", ".join(repr(r) for r in stuck),
+            when,
+        )
+        if when == "at exit":
+            _init.initialized = False
+        return stuck
+    with _lock:
+        if finalize and _init.owned and _init.initialized:
+            _quietly(_backend.call, "finalize")
+            _init.initialized = False
+            _init.owned = False
+        elif when == "at exit":
+            _init.initialized = False
+    return stuck
 
 
 def _quietly(fn: Any, *args: Any) -> bool:

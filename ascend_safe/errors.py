@@ -45,6 +45,8 @@ __all__ = [
     "ResourceClosedError",
     "ResourceLeakError",
     "SlotDirectoryError",
+    "SuspendError",
+    "WorkCancelledError",
     "category_for",
     "describe",
     "error_class_for",
@@ -713,3 +715,20 @@ class SlotDirectoryError(AscendSafeError, OSError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class SuspendError(AscendSafeError, RuntimeError):
+    """Device work is stopped for a system sleep, or the resume after it failed.
+
+    Raised to a unit of work waiting at a :class:`~ascend_safe.SuspendCoordinator` whose resume
+    failed (the gate stays closed until a later ``resume()`` succeeds), and by ``resume()``
+    itself; the cause is chained.
+    """
+
+
+class WorkCancelledError(SuspendError):
+    """A unit of device work was still running when a suspend's drain timeout ran out.
+
+    Its streams were synchronized and its device resources released under it before the system
+    was allowed to sleep, so its results cannot be trusted: run it again after the resume.
+    """

@@ -22,7 +22,8 @@ __all__ = ["PAIRS", "Handle", "Pair", "create"]
 
 class Pair(NamedTuple):
     """One create/destroy pair: what it makes, the two pyacl calls (below ``acl``), and
-    whether the destroy call returns ``ret`` (``destroy_tensor_desc`` returns nothing)."""
+    whether the destroy call returns ``ret`` (``destroy_tensor_desc`` and ``op.destroy_attr``
+    return nothing: their C calls are void)."""
 
     kind: str
     create: str
@@ -80,7 +81,9 @@ PAIRS: dict[str, Pair] = {
     "venc_frame_config": Pair(
         "VENC frame config", "media.venc_create_frame_config", "media.venc_destroy_frame_config"
     ),
-    "op_attr": Pair("operator attributes", "op.create_attr", "op.destroy_attr"),
+    "op_attr": Pair(
+        "operator attributes", "op.create_attr", "op.destroy_attr", destroy_returns_ret=False
+    ),
     "tensor_desc": Pair(
         "tensor description", "create_tensor_desc", "destroy_tensor_desc", destroy_returns_ret=False
     ),

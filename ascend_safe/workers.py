@@ -11,6 +11,7 @@ spread over devices.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import functools
 import logging
@@ -49,6 +50,21 @@ _PARENT_DEATH_SIGNAL = signal.SIGUSR2
 
 _log = logging.getLogger("ascend_safe")
 _lock = threading.Lock()
+
+
+class _Hooks:
+    """Extension points filled in by modules above this one (:mod:`ascend_safe.suspend`)."""
+
+    #: The context manager each worker call runs in (the gate of the suspend coordinator
+    #: active in this process), or None for none.
+    unit_gate: Callable[[], contextlib.AbstractContextManager[object] | None] | None = None
+    #: For each new pool: ``(worker_fn, worker_arg, attach)``; each worker of the pool runs
+    #: ``worker_fn(worker_arg)`` when it starts, and ``attach(pool)`` runs in this process.
+    pool_link: Callable[[], tuple[Callable[[Any], None], Any, Callable[[object], None]]] | None
+    pool_link = None
+
+
+hooks = _Hooks()
 _calls = threading.local()  # .stack: device sessions of the worker calls running in this thread
 
 
@@ -115,26 +131,36 @@ def worker(device: int | None = None, *, leaks: str = "warn") -> Callable[[F], F
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
             _prepare_process()
-            dev = _session(_pick_device(device))
-            stack = getattr(_calls, "stack", None)
-            if stack is None:
-                stack = _calls.stack = []
-            stack.append(dev)
-            failed = False
-            with _lifetime.tracking() as tracker:
-                try:
-                    return fn(*args, **kwargs)
-                except BaseException:
-                    failed = True
-                    raise
-                finally:
-                    stack.pop()
-                    _release_leftovers(fn, tracker, leaks, failed)
+            gate = None if hooks.unit_gate is None else hooks.unit_gate()
+            if gate is None:
+                return _run_call(fn, device, leaks, args, kwargs)
+            with gate:  # the session opens inside: a suspend may have closed it
+                return _run_call(fn, device, leaks, args, kwargs)
 
         run.__ascend_safe_worker__ = True  # type: ignore[attr-defined]
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def _run_call(
+    fn: Callable[..., Any], device: int | None, leaks: str, args: Any, kwargs: Any
+) -> Any:
+    dev = _session(_pick_device(device))
+    stack = getattr(_calls, "stack", None)
+    if stack is None:
+        stack = _calls.stack = []
+    stack.append(dev)
+    failed = False
+    with _lifetime.tracking() as tracker:
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            stack.pop()
+            _release_leftovers(fn, tracker, leaks, failed)
 
 
 def _pick_device(device: int | None) -> int:
@@ -244,22 +270,31 @@ def _die_with_parent(parent_pid: int | None) -> None:
 # -- pools ------------------------------------------------------------------------------------
 
 
-def _pool_initializer(devices: tuple[int, ...], counter: Any) -> None:
+def _pool_initializer(
+    devices: tuple[int, ...], counter: Any, link: tuple[Callable[[Any], None], Any] | None = None
+) -> None:
     with counter.get_lock():
         index = counter.value
         counter.value += 1
     _here.pool_device = devices[index % len(devices)]
     _prepare_process()
+    if link is not None:
+        link[0](link[1])
 
 
-def _pool_args(workers: int, devices: Sequence[int]) -> tuple[Any, tuple[Any, ...]]:
+def _pool_args(
+    workers: int, devices: Sequence[int]
+) -> tuple[Any, tuple[Any, ...], Callable[[object], None] | None]:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     chosen = tuple(devices)
     if not chosen or not all(isinstance(d, int) and d >= 0 for d in chosen):
         raise ValueError(f"devices must be a non-empty sequence of device ids, got {devices!r}")
     ctx = multiprocessing.get_context("spawn")
-    return ctx, (chosen, ctx.Value("i", 0))
+    if hooks.pool_link is None:
+        return ctx, (chosen, ctx.Value("i", 0)), None
+    worker_fn, worker_arg, attach = hooks.pool_link()
+    return ctx, (chosen, ctx.Value("i", 0), (worker_fn, worker_arg)), attach
 
 
 def worker_pool(
@@ -267,16 +302,21 @@ def worker_pool(
 ) -> concurrent.futures.ProcessPoolExecutor:
     """A spawn-based ``ProcessPoolExecutor`` whose workers each hold a session on one of
     *devices*, assigned round-robin, and die with this process."""
-    ctx, initargs = _pool_args(workers, devices)
-    return concurrent.futures.ProcessPoolExecutor(
+    ctx, initargs, attach = _pool_args(workers, devices)
+    executor = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_pool_initializer, initargs=initargs
     )
+    if attach is not None:
+        attach(executor)
+    return executor
 
 
 def worker_mp_pool(workers: int, devices: Sequence[int] = (0,)) -> multiprocessing.pool.Pool:
     """The same as :func:`worker_pool`, as a spawn-based ``multiprocessing.Pool``."""
-    ctx, initargs = _pool_args(workers, devices)
+    ctx, initargs, attach = _pool_args(workers, devices)
     pool: multiprocessing.pool.Pool = ctx.Pool(
         workers, initializer=_pool_initializer, initargs=initargs
     )
+    if attach is not None:
+        attach(pool)
     return pool

@@ -22,7 +22,8 @@ LAYERS = [
     "_backend",  # the one pyacl boundary
     "_lifetime",  # the lifetime core
     "_inflight",  # streams with work in flight (for the fork guard, contexts, exit)
-    "_runtime",  # acl.init and the exit teardown
+    "_runtime",  # acl.init, the exit teardown and the release before a suspend
+    "_logind",
     "slots",
     "admission",
     "_staging",  # the copy engine: pinned staging buffers ...
@@ -38,6 +39,7 @@ LAYERS = [
     "pool",
     "fork",
     "workers",
+    "suspend",
     "doctor",
     "_model_demo",
     "conformance",

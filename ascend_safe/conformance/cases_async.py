@@ -186,3 +186,58 @@ def _sync_event(p: Probe) -> Any:
         rt.synchronize_event(event),
         list(rt.query_event(event)),
     ]
+
+
+@case(
+    "rt.memcpy_async.rc_pageable_copied_at_call",
+    "async",
+    expect=True,
+    evidence=API_ERROR + "MemcpyAsyncCheckLocation / JudgeIsInvolvePageableMemory do not look "
+    "at the run mode: in RC mode too a host-to-device copy from memory not from malloc_host "
+    "synchronizes the stream and copies synchronously (only the kind auto-correction is "
+    "host-mode only)",
+)
+def _rc_pageable(p: Probe) -> Any:
+    if p.ok("rt.get_run_mode") != 0:
+        raise NotApplicable("RC mode (run mode 0) only; host mode: see pageable_source_copied")
+    stream = p.stream()
+    dev = p.malloc(SIZE)
+    original = _pattern(5)
+    src = p.pageable(original)
+    p.ok("rt.memcpy_async", dev, SIZE, src, SIZE, HOST_TO_DEVICE, stream)
+    ctypes.memset(src, 0, SIZE)  # a synchronous copy has already read the source
+    p.ok("rt.synchronize_stream", stream)
+    return p.read_device(dev, SIZE) == original
+
+
+@case(
+    "rt.event_elapsed_time.without_time_line_flag",
+    "events",
+    expect=[0, True],
+    evidence="src/runtime/core/src/event/event.cc Event::ElapsedTime: any recorded event has "
+    "timestamps; api_error.cc EventElapsedTime checks no TIME_LINE flag",
+)
+def _elapsed_sync_only(p: Probe) -> Any:
+    stream = p.stream()
+    start, end = p.event(0x1), p.event(0x1)  # ACL_EVENT_SYNC only
+    p.ok("rt.record_event", start, stream)
+    p.ok("rt.record_event", end, stream)
+    p.ok("rt.synchronize_stream", stream)
+    ms, ret = p.acl.rt.event_elapsed_time(start, end)
+    return [ret, ms >= 0.0]
+
+
+@case(
+    "rt.event_elapsed_time.external_or_ipc",
+    "events",
+    expect=[[0.0, 207000], [0.0, 207000]],
+    evidence=API_ERROR + "EventElapsedTime: an event whose flag is RT_EVENT_EXTERNAL (0x20) or "
+    "RT_EVENT_IPC (0x40) -> RT_ERROR_FEATURE_NOT_SUPPORT (207000), before the records are read",
+)
+def _elapsed_external(p: Probe) -> Any:
+    rt = p.acl.rt
+    plain = p.event()
+    external = p.event(0x20)
+    ipc = p.ok("rt.create_event_ex_with_flag", 0x40)
+    p.defer(rt.destroy_event, ipc)
+    return [list(rt.event_elapsed_time(external, plain)), list(rt.event_elapsed_time(plain, ipc))]

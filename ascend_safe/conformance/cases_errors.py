@@ -7,6 +7,7 @@ dangling runtime pointer, and a crash must cost only that case.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from ._case import HOST_TO_DEVICE, Probe, case
@@ -457,3 +458,170 @@ def _buffer_twice(p: Probe) -> Any:
     if first != 0:
         p.defer(acl.destroy_data_buffer, buf)
     return [first, acl.destroy_data_buffer(buf)]
+
+
+# ------------------------------------------------------------------ more source-checked codes
+
+
+@case(
+    "rt.wrong_context.events_and_query",
+    "error-codes",
+    expect=[107003, 107003, 0, 0],
+    evidence="src/runtime/api/impl/api_impl.cc: reset_event and stream_wait_event with a "
+    "stream of another context -> RT_ERROR_STREAM_CONTEXT (107003); StreamQuery has no "
+    "context check; stream 0 is the current context's default stream, always accepted",
+)
+def _wrong_context_events(p: Probe) -> Any:
+    rt = p.acl.rt
+    first = p.context()
+    stream = p.stream()  # belongs to `first`
+    p.defer(rt.set_context, first)
+    event = p.event(0x1)  # SYNC: has a wait task, so reset/wait reach the context check
+    p.context()  # a second context is now current
+    dev = p.malloc(256)
+    host = p.malloc_host(256)
+    p.defer(rt.synchronize_stream, 0)
+    return [
+        rt.reset_event(event, stream),
+        rt.stream_wait_event(stream, event),
+        rt.stream_query(stream)[-1],
+        rt.memcpy_async(dev, 256, host, 256, HOST_TO_DEVICE, 0),
+    ]
+
+
+@case(
+    "rt.set_context.destroyed",
+    "error-codes",
+    expect=[0, 107000],
+    isolated=True,
+    evidence=API_ERROR + "ContextSetCurrent: CHECK_CONTEXT_VALID_WITH_RETURN, a context that "
+    "is not live -> RT_ERROR_INVALID_VALUE (107000)",
+)
+def _set_destroyed_context(p: Probe) -> Any:
+    rt = p.acl.rt
+    previous = p.current_context()
+    p.defer(rt.set_context, previous)
+    ctx = p.ok("rt.create_context", p.device)
+    first = rt.destroy_context(ctx)
+    if first != 0:
+        p.defer(rt.destroy_context, ctx)
+    return [first, rt.set_context(ctx)]
+
+
+@case(
+    "rt.count_over_max.memcpy_async_and_memset",
+    "error-codes",
+    expect=[107000, 107000],
+    evidence=API_ERROR + "MemcpyAsync and MemSetSync: cnt > destMax -> RT_ERROR_INVALID_VALUE "
+    "(107000)",
+)
+def _count_over_max(p: Probe) -> Any:
+    rt = p.acl.rt
+    dev = p.malloc(64)
+    host = p.malloc_host(64)
+    p.defer(rt.synchronize_stream, 0)
+    return [rt.memcpy_async(dev, 32, host, 64, HOST_TO_DEVICE, 0), rt.memset(dev, 32, 0, 64)]
+
+
+@case(
+    "rt.malloc_align32.size_overflow",
+    "error-codes",
+    expect=[0, 100000],
+    evidence=ACL_MEMORY + "aclrtMallocAlign32 -> aclMallocMemInner -> GetAlignedAndPaddingSize: "
+    "a size whose rounding up to 32 overflows size_t -> ACL_ERROR_INVALID_PARAM",
+)
+def _align32_overflow(p: Probe) -> Any:
+    ptr, ret = p.acl.rt.malloc_align32((1 << 64) - 16, 0)
+    if ret == 0:
+        p.defer(p.acl.rt.free, ptr)
+    return [ptr if ret != 0 else "ptr", ret]
+
+
+@case(
+    "rt.calls_before_init.accepted",
+    "init",
+    expect=[0, 0, 0],
+    phase="bare",
+    evidence="src/acl/aclrt_impl/*.cpp: no runtime entry point checks acl.init (only the dump "
+    "functions return ACL_ERROR_UNINITIALIZE); the docs require acl.init first",
+)
+def _before_init(p: Probe) -> Any:
+    rt = p.acl.rt
+    set_ret = rt.set_device(p.device)
+    if set_ret == 0:
+        p.defer(rt.reset_device, p.device)
+    ptr, malloc_ret = rt.malloc(64, 0)
+    free_ret = rt.free(ptr) if malloc_ret == 0 else None
+    return [set_ret, malloc_ret, free_ret]
+
+
+@case(
+    "rt.set_device.negative_id",
+    "error-codes",
+    expect=[107001, 107001, 107001, 107001],
+    evidence=API_ERROR + "SetDevice and DeviceReset: ChgUserDevIdToDeviceId of the id cast to "
+    "uint32 fails, or the driver id is < 0 -> RT_ERROR_DEVICE_ID "
+    "(ACL_ERROR_RT_INVALID_DEVICEID, 107001)",
+)
+def _negative_device(p: Probe) -> Any:
+    rt = p.acl.rt
+    out = []
+    for device in (-1, -(1 << 31)):
+        ret = rt.set_device(device)
+        if ret == 0:
+            p.defer(rt.reset_device, device)
+        out.append(ret)
+    out.append(rt.reset_device(-1))
+    out.append(rt.reset_device_force(-1))
+    return out
+
+
+@case(
+    "rt.memcpy.kind_inner_inter_device",
+    "error-codes",
+    expect=[100000, 100000, 100000],
+    evidence=ACL_MEMORY + "MemcpyKindTranslate accepts HOST_TO_HOST .. HOST_TO_BUF_TO_DEVICE "
+    "(0..5) only: ACL_MEMCPY_INNER_DEVICE_TO_DEVICE (6) and INTER_DEVICE_TO_DEVICE (7) -> "
+    "ACL_ERROR_INVALID_PARAM in memcpy and memcpy_async",
+)
+def _kind_inner_inter(p: Probe) -> Any:
+    rt = p.acl.rt
+    dst, src = p.malloc(64), p.malloc(64)
+    p.defer(rt.synchronize_stream, 0)
+    return [
+        rt.memcpy(dst, 64, src, 64, 6),
+        rt.memcpy(dst, 64, src, 64, 7),
+        rt.memcpy_async(dst, 64, src, 64, 6, 0),
+    ]
+
+
+@case(
+    "rt.destroy_stream.thread_without_context",
+    "error-codes",
+    expect=[107002, 107002],
+    evidence="src/runtime/api/impl/api_impl.cc StreamDestroy: CHECK_CONTEXT_VALID_WITH_RETURN "
+    "(RT_ERROR_CONTEXT_NULL, 107002) before the stream's context is compared; "
+    "destroy_stream_force goes through the same StreamDestroy (flag = force)",
+)
+def _destroy_stream_no_context(p: Probe) -> Any:
+    rt = p.acl.rt
+    stream = p.ok("rt.create_stream")
+    codes: list[Any] = []
+    # destroyed at the end in this thread, unless a call below already did it
+    p.defer(lambda: 0 in codes or (rt.synchronize_stream(stream), rt.destroy_stream(stream)))
+
+    def destroy_in_a_new_thread(destroy: Any) -> None:
+        def work() -> None:
+            try:
+                codes.append(destroy(stream))
+            except Exception as exc:  # reported as the observation
+                codes.append(f"{type(exc).__name__}: {exc}")
+
+        worker = threading.Thread(target=work, name="kit-no-context")
+        worker.start()
+        worker.join(30.0)
+
+    destroy_in_a_new_thread(rt.destroy_stream)
+    if 0 not in codes:
+        destroy_in_a_new_thread(rt.destroy_stream_force)
+    return codes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from ._case import DEVICE_TO_DEVICE, HOST_TO_DEVICE, HOST_TO_HOST, Probe, case
+from ._case import DEVICE_TO_DEVICE, HOST_TO_DEVICE, HOST_TO_HOST, NotApplicable, Probe, case
 
 PADDING = "pyacl malloc docs and src/runtime (device memory): sizes are rounded up to 32 "
 MB = 1 << 20
@@ -142,3 +142,91 @@ def _exhaustion(p: Probe) -> Any:
             return ret
         p.defer(rt.free, ptr)
     return "every allocation succeeded"
+
+
+#: The memory kind of each SoC family: its device memory is HBM or DDR (acl_rt.h
+#: aclrtMemAttr: ACL_DDR_MEM 0, ACL_HBM_MEM 1).
+_SOC_MEMORY = (("Ascend910", 1), ("Ascend310", 0))
+
+
+@case(
+    "rt.get_mem_info.memory_kind_of_the_soc",
+    "memory",
+    expect=[True, 0, 0],
+    evidence="src/runtime/api/impl/api_error.cc MemGetInfoEx: the driver reports the memory "
+    "kind the SoC has (HBM on Ascend910 parts, DDR on Ascend310 parts); the other kind has no "
+    "memory, so its total is 0",
+)
+def _mem_kind(p: Probe) -> Any:
+    soc = p.acl.get_soc_name() or ""
+    kind = next((k for prefix, k in _SOC_MEMORY if soc.startswith(prefix)), None)
+    if kind is None:
+        raise NotApplicable(f"SoC {soc!r}: which memory kind it has is not known to the kit")
+    p.note("soc", soc)
+    free, total, ret = p.acl.rt.get_mem_info(kind)
+    _, other_total, other_ret = p.acl.rt.get_mem_info(1 - kind)
+    return [ret == 0 and 0 < free <= total, other_total, other_ret]
+
+
+@case(
+    "util.ptr_to_bytes.device_memory_in_rc_mode",
+    "memory",
+    expect=True,
+    evidence="python/pyACL util/bytes_convert.cpp: ptr_to_bytes wraps the address; in RC mode "
+    "(run mode 0) device memory is the host's, so the bytes are readable",
+)
+def _rc_ptr_to_bytes(p: Probe) -> Any:
+    run_mode = p.ok("rt.get_run_mode")
+    if run_mode != 0:
+        raise NotApplicable("host mode: a device address is not readable from the host")
+    dev = p.malloc(64)
+    p.ok("rt.memset", dev, 64, 0x42, 64)
+    return bool(p.acl.util.ptr_to_bytes(dev, 64) == b"\x42" * 64)
+
+
+@case(
+    "util.ptr_to_bytes.null",
+    "memory",
+    expect=["bytes", 16],
+    phase="bare",
+    evidence="python/pyACL util/bytes_convert.cpp: PyBytes_FromStringAndSize(NULL, size) makes "
+    "a new bytes object of size unset bytes, not an error",
+)
+def _null_ptr_to_bytes(p: Probe) -> Any:
+    data = p.acl.util.ptr_to_bytes(0, 16)
+    return [type(data).__name__, len(data)]
+
+
+@case(
+    "util.ptr_to_numpy.device_memory_in_rc_mode",
+    "memory",
+    expect=[66, 66, 66, 66],
+    evidence="python/pyACL util/numpy_convert.cpp: ptr_to_numpy wraps the address in an array "
+    "without copying; in RC mode (run mode 0) device memory is the host's",
+)
+def _rc_ptr_to_numpy(p: Probe) -> Any:
+    run_mode = p.ok("rt.get_run_mode")
+    if run_mode != 0:
+        raise NotApplicable("host mode: a device address is not readable from the host")
+    try:
+        import numpy  # noqa: F401  (ptr_to_numpy returns a numpy array)
+    except ImportError:
+        raise NotApplicable("numpy is not installed") from None
+    dev = p.malloc(64)
+    p.ok("rt.memset", dev, 64, 0x42, 64)
+    return [int(v) for v in p.acl.util.ptr_to_numpy(dev, (4,), 2)]  # NPY_UBYTE
+
+
+@case(
+    "media.dvpp_malloc.extent_rounded_to_32",
+    "memory",
+    expect=[0, True],
+    evidence="src/runtime/api/impl/api_impl.cc DevDvppMalloc: the size is rounded up to 32 "
+    "(no padding): dvpp_malloc(100) spans 128 bytes",
+)
+def _dvpp_extent(p: Probe) -> Any:
+    ptr: int = p.ok("media.dvpp_malloc", 100)
+    p.defer(p.acl.media.dvpp_free, ptr)
+    data = bytes(range(128))
+    ret = p.acl.rt.memcpy(ptr, 128, p.pageable(data), 128, HOST_TO_DEVICE)
+    return [ret, ret == 0 and p.read_device(ptr, 128) == data]

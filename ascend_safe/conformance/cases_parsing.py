@@ -457,7 +457,7 @@ def _dts_overflow(p: Probe) -> Any:
 @case(
     "args.no_parse_ignores_arguments",
     "arg-parsing",
-    expect=["(int, ret=0)", "(int, int, int, ret=0)", "(int, ret=0)", "int", "int"],
+    expect=["accepted"] * 5,
     evidence="python/pyACL rt/rt_device.cpp, py_init_acl.cpp, rt/rt_synchronize.cpp, "
     "mdl/mdl_wrap.cpp, media/media_common.cpp: functions with no argument (get_device_count, "
     "get_version, create_event, mdl.create_desc, media.dvpp_create_pic_desc) never call "
@@ -476,7 +476,7 @@ def _no_parse(p: Probe) -> Any:
         handle = result[0] if type(result) is tuple and result[-1] == 0 else result
         if destroy is not None and type(handle) is int and handle:
             p.defer(destroy, handle)
-        out.append(shape(result, bare=type(result) is int))
+        out.append("accepted")
 
     call("rt.get_device_count")
     call("get_version")
@@ -484,3 +484,79 @@ def _no_parse(p: Probe) -> Any:
     call("mdl.create_desc", acl.mdl.destroy_desc)
     call("media.dvpp_create_pic_desc", acl.media.dvpp_destroy_pic_desc)
     return out
+
+
+class _Index:
+    """An object that is not an int but has ``__index__`` (as numpy integers do)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+@case(
+    "args.index_object.i_and_I",
+    "arg-parsing",
+    expect=[0, 0, 0],
+    evidence=_at("rt.set_device") + "'i' (set_device, create_stream_with_config) and 'I' "
+    "(create_event_with_flag) call __index__ (CPython getargs.c), so any object with it works",
+)
+def _index_object(p: Probe) -> Any:
+    rt = p.acl.rt
+    out: list[Any] = []
+    try:
+        ret = rt.set_device(_Index(p.device))
+    except TypeError:
+        ret = "TypeError"
+    if ret == 0:
+        p.defer(rt.reset_device, p.device)
+    out.append(ret)
+    for api, args in (
+        ("rt.create_event_with_flag", (_Index(1),)),
+        ("rt.create_stream_with_config", (_Index(0), _Index(0))),
+    ):
+        try:
+            handle, ret = p.fn(api)(*args)
+        except TypeError:
+            out.append("TypeError")
+            continue
+        if ret == 0:
+            if api == "rt.create_event_with_flag":
+                p.defer(rt.destroy_event, handle)
+            else:
+                p.defer(rt.destroy_stream, handle)
+                p.defer(rt.synchronize_stream, handle)
+        out.append(ret)
+    return out
+
+
+@case(
+    "args.I_masks_to_32_bits",
+    "arg-parsing",
+    expect=[0, 0],
+    evidence=_at("rt.create_event_with_flag") + "'I' of create_event_with_flag masks without "
+    "overflow checking (CPython getargs.c): 2**32 + 1 is flag 1 (SYNC), which reset_event needs",
+)
+def _I_masks(p: Probe) -> Any:
+    rt = p.acl.rt
+    event, ret = rt.create_event_with_flag((1 << 32) + 1)
+    if ret != 0:
+        return [ret, None]
+    p.defer(rt.destroy_event, event)
+    return [ret, rt.reset_event(event, 0)]
+
+
+@case(
+    "args.numpy.I_cann_version",
+    "arg-parsing",
+    expect=0,
+    evidence="python/pyACL py_init_acl.cpp: PyArg_ParseTuple format 'I' of "
+    "acl.get_cann_version accepts numpy.uint8 (__index__, masked)",
+)
+def _np_cann_version(p: Probe) -> Any:
+    try:
+        return p.acl.get_cann_version(_np().uint8(0))[-1]
+    except TypeError:
+        return "TypeError"

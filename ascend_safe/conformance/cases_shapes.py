@@ -95,6 +95,20 @@ def _cann_version_keys(p: Probe) -> Any:
 
 
 @case(
+    "get_cann_version.values_are_strings",
+    "return-shapes",
+    expect=["str"],
+    evidence="acl_base_rt.h aclCANNPackageVersion: every field is a char array; python/pyACL "
+    "py_init_acl.cpp GetPyDictFromVersion builds each value with Py_BuildValue('s')",
+)
+def _cann_version_values(p: Probe) -> Any:
+    info = p.ok("get_cann_version", 0)
+    if not isinstance(info, dict):
+        return repr(info)
+    return sorted({type(value).__name__ for value in info.values()})
+
+
+@case(
     "data_buffer.shapes",
     "return-shapes",
     expect=["int", "int", "int", "int", "ret=0", "ret=0"],

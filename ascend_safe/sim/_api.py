@@ -9,7 +9,7 @@ import warnings
 from typing import Any, Callable, Optional
 
 from ._alloc import is_device_address
-from ._core import ApiSpec
+from ._core import NO_PARSE, ApiSpec
 from ._media import DESCRIPTOR_PAIRS
 from ._runtime import Simulator
 
@@ -21,7 +21,21 @@ _INT_MIN = -(1 << 31)
 _INT_MAX = (1 << 31) - 1
 
 
-def _spec(name: str, fmt: str, outs: Optional[tuple[Any, ...]] = (), **flags: Any) -> ApiSpec:
+#: py_init_acl.cpp GetPyDictFromVersion: the keys of get_cann_version's dict, built from the
+#: (zeroed, on failure) aclCANNPackageVersion whatever ret is.
+_CANN_VERSION_KEYS = (
+    "version",
+    "major_version",
+    "minor_version",
+    "release_version",
+    "patch_version",
+    "reserved",
+)
+
+
+def _spec(
+    name: str, fmt: Optional[str], outs: Optional[tuple[Any, ...]] = (), **flags: Any
+) -> ApiSpec:
     impl = "api_" + name.rsplit(".", 1)[-1]
     return ApiSpec(name=name, impl=impl, fmt=fmt, outs=outs, **flags)
 
@@ -30,15 +44,17 @@ def _spec(name: str, fmt: str, outs: Optional[tuple[Any, ...]] = (), **flags: An
 #: Formats are pyACL's own (``python/pyACL/py_init_acl.cpp``, ``rt/rt_device.cpp``,
 #: ``rt/rt_context.cpp``, ``rt/rt_stream.cpp``, ``rt/rt_synchronize.cpp``, ``rt/rt_memory.cpp``);
 #: letters as CPython's ``PyArg_ParseTuple`` (see ``_INT_LETTERS``); ``s`` str, ``O`` any object,
-#: ``|`` starts optional arguments.
+#: ``|`` starts optional arguments. ``NO_PARSE`` marks a wrapper that never calls
+#: ``PyArg_ParseTuple`` (its ``args`` is unused), so it ignores whatever it is given; ``""``
+#: would be a parse of no arguments, which refuses extra ones.
 SPECS: tuple[ApiSpec, ...] = (
     _spec("init", "|s", needs_init=False),
-    _spec("finalize", "", needs_init=False, cleanup=True),
-    _spec("finalize_reference", "", (0,), needs_init=False, cleanup=True),
-    _spec("get_version", "", (0, 0, 0), needs_init=False),
-    _spec("get_soc_name", "", None, needs_init=False),
-    _spec("get_recent_err_msg", "", None, needs_init=False),
-    _spec("get_cann_version", "I", (None,)),
+    _spec("finalize", NO_PARSE, needs_init=False, cleanup=True),
+    _spec("finalize_reference", NO_PARSE, (0,), needs_init=False, cleanup=True),
+    _spec("get_version", NO_PARSE, (0, 0, 0), needs_init=False),
+    _spec("get_soc_name", NO_PARSE, None, needs_init=False),
+    _spec("get_recent_err_msg", NO_PARSE, None, needs_init=False),
+    _spec("get_cann_version", "I", (dict.fromkeys(_CANN_VERSION_KEYS, ""),)),
     _spec("create_data_buffer", "kk", None, bare_default=0, needs_init=False),
     _spec("destroy_data_buffer", "k", needs_init=False, cleanup=True),
     _spec("get_data_buffer_addr", "k", None, bare_default=0, needs_init=False),
@@ -48,23 +64,23 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("rt.set_device", "i"),
     _spec("rt.reset_device", "i", cleanup=True, locked=False),
     _spec("rt.reset_device_force", "i", cleanup=True),
-    _spec("rt.get_device", "", (0,)),
-    _spec("rt.get_device_count", "", (0,)),
-    _spec("rt.get_run_mode", "", (0,), needs_init=False),
-    _spec("rt.synchronize_device", "", locked=False),
+    _spec("rt.get_device", NO_PARSE, (0,)),
+    _spec("rt.get_device_count", NO_PARSE, (0,)),
+    _spec("rt.get_run_mode", NO_PARSE, (0,), needs_init=False),
+    _spec("rt.synchronize_device", NO_PARSE, locked=False),
     _spec("rt.synchronize_device_with_timeout", "i", locked=False),
     _spec("rt.create_context", "i", (0,)),
     _spec("rt.destroy_context", "k", cleanup=True),
     _spec("rt.set_context", "k", cleanup=True),
-    _spec("rt.get_context", "", (0,), cleanup=True),
-    _spec("rt.create_stream", "", (0,)),
+    _spec("rt.get_context", NO_PARSE, (0,), cleanup=True),
+    _spec("rt.create_stream", NO_PARSE, (0,)),
     _spec("rt.create_stream_with_config", "ii", (0,)),
     _spec("rt.destroy_stream", "k", cleanup=True, locked=False),
     _spec("rt.destroy_stream_force", "k", cleanup=True, locked=False),
     _spec("rt.synchronize_stream", "k", locked=False),
     _spec("rt.synchronize_stream_with_timeout", "ki", locked=False),
     _spec("rt.stream_query", "k", (0,)),
-    _spec("rt.create_event", "", (0,)),
+    _spec("rt.create_event", NO_PARSE, (0,)),
     _spec("rt.create_event_with_flag", "I", (0,)),
     _spec("rt.create_event_ex_with_flag", "I", (0,)),
     _spec("rt.destroy_event", "k", cleanup=True),
@@ -118,7 +134,7 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("mdl.query_size", "s", (0, 0)),
     _spec("mdl.query_size_from_mem", "kk", (0, 0)),
     _spec("mdl.unload", "I", cleanup=True),
-    _spec("mdl.create_desc", "", None, bare_default=0, needs_init=False),
+    _spec("mdl.create_desc", NO_PARSE, None, bare_default=0, needs_init=False),
     _spec("mdl.destroy_desc", "k", needs_init=False, cleanup=True),
     _spec("mdl.get_desc", "kI"),
     _spec("mdl.get_num_inputs", "k", None, bare_default=0, needs_init=False),
@@ -138,7 +154,7 @@ SPECS: tuple[ApiSpec, ...] = (
     _spec("mdl.get_output_index_by_name", "ks", (0,), needs_init=False),
     _spec("mdl.get_dynamic_batch", "k", ({},), needs_init=False),
     _spec("mdl.get_dynamic_hw", "kk", ({},), needs_init=False),
-    _spec("mdl.create_dataset", "", None, bare_default=0, needs_init=False),
+    _spec("mdl.create_dataset", NO_PARSE, None, bare_default=0, needs_init=False),
     _spec("mdl.destroy_dataset", "k", needs_init=False, cleanup=True),
     _spec("mdl.add_dataset_buffer", "kk", (0,), needs_init=False),
     _spec("mdl.get_dataset_num_buffers", "k", None, bare_default=0, needs_init=False),
@@ -206,12 +222,15 @@ def _parse_int(letter: str, value: Any) -> int:
     return number & ((1 << bits) - 1)
 
 
-def _parse(full: str, fmt: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+def _parse(full: str, fmt: Optional[str], args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Check *args* against *fmt* like ``PyArg_ParseTuple``; TypeError like pyacl on failure.
 
     pyacl wraps every parse in ``CHECK_NULL(..., "acl.<fn> args parse failed")``, which sets a
-    TypeError with that text whatever CPython raised (wrong type, OverflowError, ...).
+    TypeError with that text whatever CPython raised (wrong type, OverflowError, ...). With
+    :data:`NO_PARSE` nothing is parsed: the arguments are dropped unread.
     """
+    if fmt is NO_PARSE:
+        return ()
     required = fmt.split("|")[0]
     letters = fmt.replace("|", "")
     if not len(required) <= len(args) <= len(letters):
@@ -238,8 +257,9 @@ def _make(sim: Simulator, spec: ApiSpec) -> Callable[..., Any]:
     def function(*args: Any, **kwargs: Any) -> Any:
         if kwargs:
             raise TypeError(f"{full}() takes no keyword arguments")
-        if spec.name in _CPYTHON_COUNT_ERROR and len(args) != len(spec.fmt):
-            raise TypeError(f"function takes exactly {len(spec.fmt)} arguments ({len(args)} given)")
+        if spec.name in _CPYTHON_COUNT_ERROR and len(args) != len(spec.fmt or ""):
+            count = len(spec.fmt or "")
+            raise TypeError(f"function takes exactly {count} arguments ({len(args)} given)")
         return sim.dispatch(spec, _parse(full, spec.fmt, args))
 
     short = spec.name.rsplit(".", 1)[-1]
@@ -339,8 +359,6 @@ def _bytes_to_ptr(data: Any) -> int:
         raise ValueError("acl.util.bytes_to_ptr expects a bytes object")
     address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
     return int(address or 0)
-
-
 
 
 _UTIL: dict[str, Callable[..., Any]] = {

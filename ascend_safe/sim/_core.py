@@ -32,7 +32,12 @@ from ._codes import (
 from ._objects import Context, DataBuffer, Device, Event, Stream
 from ._signals import DEFERRAL
 
-__all__ = ["ApiSpec", "Core", "Fail", "Violation"]
+__all__ = ["NO_PARSE", "ApiSpec", "Core", "Fail", "Violation"]
+
+#: The parse format of a wrapper that never calls ``PyArg_ParseTuple`` (its C signature leaves
+#: ``args`` unused): any positional arguments are ignored. Distinct from ``""``, a parse of no
+#: arguments, which refuses extra ones.
+NO_PARSE: None = None
 
 T = TypeVar("T")
 
@@ -63,13 +68,15 @@ class Violation:
 class ApiSpec:
     """How one pyacl function parses, returns and behaves.
 
-    *outs* gives the default outputs placed before ``ret`` on failure (``()`` for ``ret``
-    alone); ``None`` marks a bare-value function, whose failure value is *bare_default*.
+    *fmt* is the ``PyArg_ParseTuple`` format, or :data:`NO_PARSE` when the wrapper parses
+    nothing. *outs* gives the default outputs placed before ``ret`` on failure (``()`` for
+    ``ret`` alone; a dict is copied for each failure); ``None`` marks a bare-value function,
+    whose failure value is *bare_default*.
     """
 
     name: str
     impl: str
-    fmt: str
+    fmt: Optional[str]
     outs: Optional[tuple[Any, ...]] = ()
     bare_default: Any = None
     needs_init: bool = True
@@ -91,7 +98,7 @@ class ApiSpec:
             return self.bare_default
         if not self.outs:
             return code
-        return (*self.outs, code)
+        return (*(dict(o) if isinstance(o, dict) else o for o in self.outs), code)
 
 
 class _Fault:
@@ -190,7 +197,7 @@ class Core:
         if path:
             line = json.dumps(dataclasses.asdict(item)) + "\n"
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 try:
                     os.write(fd, line.encode())
                 finally:
@@ -399,6 +406,10 @@ class Core:
             raise Fail(code, f"{kind} 0x{handle:x} was destroyed; it must not be used again")
         self.violate("foreign_handle", f"0x{handle:x} is not a {kind} the simulator created")
         raise Fail(code, f"0x{handle:x} is not a valid {kind} handle")
+
+    def _drop_device_work(self, device: int) -> None:
+        """The device is gone (lost in a sleep): its queued work will never run. Domains that
+        queue work drop it (the driver discards a lost device's task queues)."""
 
     def hold(self) -> None:
         with self.lock:

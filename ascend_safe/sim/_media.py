@@ -5,15 +5,18 @@ pyACL: ``media/media_vpc.cpp``, ``media/media_jpeg.cpp``, ``media/media_vdec.cpp
 (tensor descriptions). The simulator processes no images: it hands out handles, checks them
 like every other handle (stale, foreign, double destroy are violations), and reports live ones.
 Each create is a bare value (0 on failure); each destroy returns ``ret``, except
-``destroy_tensor_desc``, which returns None as pyACL's does (``aclDestroyTensorDesc`` is void).
+``destroy_tensor_desc`` and ``op.destroy_attr``, which return None as pyACL's do
+(``aclDestroyTensorDesc`` and ``aclopDestroyAttr`` are void: ``utils_methods.cpp``,
+``op/op.cpp`` WrapAclOpDestroyAttr). Creates whose wrapper takes no argument never call
+``PyArg_ParseTuple`` (format :data:`NO_PARSE`), so extra arguments are ignored.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 from ._codes import INVALID_PARAM
-from ._core import Core, Fail
+from ._core import NO_PARSE, Core, Fail
 
 __all__ = ["DESCRIPTOR_PAIRS", "DescriptorPair", "MediaDomain"]
 
@@ -24,20 +27,26 @@ class DescriptorPair(NamedTuple):
     create: str
     destroy: str
     kind: str
-    create_fmt: str
+    create_fmt: Optional[str]
     destroy_returns_none: bool = False
 
 
 #: Every descriptor pair the simulator implements (formats from pyACL's wrappers).
 DESCRIPTOR_PAIRS: tuple[DescriptorPair, ...] = (
     DescriptorPair(
-        "media.dvpp_create_channel_desc", "media.dvpp_destroy_channel_desc", "dvpp_channel_desc", ""
+        "media.dvpp_create_channel_desc",
+        "media.dvpp_destroy_channel_desc",
+        "dvpp_channel_desc",
+        NO_PARSE,
     ),
     DescriptorPair(
-        "media.dvpp_create_pic_desc", "media.dvpp_destroy_pic_desc", "dvpp_pic_desc", ""
+        "media.dvpp_create_pic_desc", "media.dvpp_destroy_pic_desc", "dvpp_pic_desc", NO_PARSE
     ),
     DescriptorPair(
-        "media.dvpp_create_stream_desc", "media.dvpp_destroy_stream_desc", "dvpp_stream_desc", ""
+        "media.dvpp_create_stream_desc",
+        "media.dvpp_destroy_stream_desc",
+        "dvpp_stream_desc",
+        NO_PARSE,
     ),
     DescriptorPair(
         "media.dvpp_create_batch_pic_desc",
@@ -52,25 +61,40 @@ DESCRIPTOR_PAIRS: tuple[DescriptorPair, ...] = (
         "media.dvpp_create_resize_config",
         "media.dvpp_destroy_resize_config",
         "dvpp_resize_config",
-        "",
+        NO_PARSE,
     ),
     DescriptorPair(
-        "media.dvpp_create_jpege_config", "media.dvpp_destroy_jpege_config", "dvpp_jpege_config", ""
+        "media.dvpp_create_jpege_config",
+        "media.dvpp_destroy_jpege_config",
+        "dvpp_jpege_config",
+        NO_PARSE,
     ),
     DescriptorPair(
-        "media.vdec_create_channel_desc", "media.vdec_destroy_channel_desc", "vdec_channel_desc", ""
+        "media.vdec_create_channel_desc",
+        "media.vdec_destroy_channel_desc",
+        "vdec_channel_desc",
+        NO_PARSE,
     ),
     DescriptorPair(
-        "media.vdec_create_frame_config", "media.vdec_destroy_frame_config", "vdec_frame_config", ""
+        "media.vdec_create_frame_config",
+        "media.vdec_destroy_frame_config",
+        "vdec_frame_config",
+        NO_PARSE,
     ),
     DescriptorPair(
-        "media.venc_create_channel_desc", "media.venc_destroy_channel_desc", "venc_channel_desc", ""
+        "media.venc_create_channel_desc",
+        "media.venc_destroy_channel_desc",
+        "venc_channel_desc",
+        NO_PARSE,
     ),
     DescriptorPair(
-        "media.venc_create_frame_config", "media.venc_destroy_frame_config", "venc_frame_config", ""
+        "media.venc_create_frame_config",
+        "media.venc_destroy_frame_config",
+        "venc_frame_config",
+        NO_PARSE,
     ),
     DescriptorPair("mdl.create_aipp", "mdl.destroy_aipp", "aipp", "K"),
-    DescriptorPair("op.create_attr", "op.destroy_attr", "op_attr", ""),
+    DescriptorPair("op.create_attr", "op.destroy_attr", "op_attr", NO_PARSE, True),
     DescriptorPair("create_tensor_desc", "destroy_tensor_desc", "tensor_desc", "iOi", True),
 )
 

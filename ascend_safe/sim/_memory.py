@@ -37,7 +37,12 @@ _SIZE_MAX = (1 << 64) - 1
 #: the generic ACL_MEM_* attributes (the device's own memory, whatever it is).
 _DDR_ATTRS = frozenset({0, 2, 3, 6, 7})
 _HBM_ATTRS = frozenset({1, 4, 5, 8, 9, 10, 11})
-_MEMCPY_KIND_MAX = 7
+#: memory.cpp MemcpyKindTranslate accepts ACL_MEMCPY_HOST_TO_HOST (0) .. HOST_TO_BUF_TO_DEVICE
+#: (5); INNER_ and INTER_DEVICE_TO_DEVICE (6, 7) fall to its default branch: 100000.
+_MEMCPY_KIND_MAX = 5
+#: Kinds api_error.cc JudgeIsInvolvePageableMemory never treats as pageable: HOST_TO_HOST (0)
+#: and DEVICE_TO_DEVICE (3).
+_NEVER_PAGEABLE_KINDS = frozenset({0, 3})
 #: A blocked RC-mode malloc re-reads the shared ledger this often (first, most), for frees made
 #: by other processes; frees in this process wake it at once.
 _RC_POLL_FIRST = 0.005
@@ -163,7 +168,8 @@ class MemoryDomain(StreamDomain):
             raise Fail(INVALID_PARAM, f"size {size} is too large (size + padding overflows)")
         ctx = self._current()
         device = self._device(ctx.device)
-        extent = round_size(size, plus32)
+        # DVPP memory: api_impl.cc DevDvppMalloc rounds the size up to 32, with no padding
+        extent = round_size(size, plus32 and kind != "dvpp_memory")
         self._reserve(device, kind, size, extent)
         if kind == "dvpp_memory":
             ptr = (device.next_dvpp + 127) // 128 * 128
@@ -325,7 +331,7 @@ class MemoryDomain(StreamDomain):
         if dst == 0 or src == 0:
             raise Fail(INVALID_PARAM, "dst and src must not be 0 (NULL)")
         if not 0 <= kind <= _MEMCPY_KIND_MAX:
-            raise Fail(INVALID_PARAM, f"memcpy kind {kind} is out of range 0..7")
+            raise Fail(INVALID_PARAM, f"memcpy kind {kind} is out of range 0..5")
         if count > dest_max:
             raise Fail(RT_PARAM_INVALID, f"count {count} exceeds dest_max {dest_max}")
         self._current()
@@ -364,9 +370,17 @@ class MemoryDomain(StreamDomain):
                     RT_FEATURE_NOT_SUPPORT,
                     "host-to-host memcpy_async is not supported in host mode",
                 )
-            pageable = self.config.run_mode == 1 and (dst_alloc is None or src_alloc is None)
+            unregistered = dst_alloc is None or src_alloc is None
+            if self.config.run_mode == 1:
+                pageable = unregistered
+            else:
+                # RC mode: MemcpyKindAutoCorrect runs only online (host mode), so the kind
+                # given is the one JudgeIsInvolvePageableMemory sees: host-to-host and
+                # device-to-device copies are never treated as pageable.
+                pageable = unregistered and kind not in _NEVER_PAGEABLE_KINDS
             if pageable:
-                # api_error.cc MemcpyAsync: a copy involving pageable host memory becomes an
+                # api_error.cc MemcpyAsync (MemcpyAsyncCheckLocation, JudgeIsInvolvePageable-
+                # Memory, in both run modes): a copy involving pageable host memory becomes an
                 # implicit stream synchronize plus a synchronous copy.
                 self.documented(
                     "memcpy_async host memory must come from malloc_host",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from . import _slots
 from ._core import Core
 
 __all__ = ["ProcessDomain"]
@@ -29,19 +30,29 @@ class ProcessDomain(Core):
             )
 
     def hibernate(self) -> None:
+        """A system sleep: devices set in this process are flagged and (by default) lost; a
+        device another process of the machine holds (a process slot) is flagged too."""
+        others = _slots.other_holders(self.config.slot_dir())
         with self.lock:
             active = [d for d in self.devices.values() if d.refcount > 0]
-            if not active:
-                return
-            self.violate(
-                "hibernate_with_active_device",
-                f"system sleep while devices {[d.index for d in active]} were set; stop device "
-                "work and release devices before hibernation",
-                api="hibernate",
-            )
+            if active:
+                self.violate(
+                    "hibernate_with_active_device",
+                    f"system sleep while devices {[d.index for d in active]} were set; stop "
+                    "device work and release devices before hibernation",
+                    api="hibernate",
+                )
+            for index, pids in sorted(others.items()):
+                self.violate(
+                    "hibernate_with_active_device",
+                    f"system sleep while process(es) {sorted(pids)} held device {index}; stop "
+                    "device work and release devices before hibernation",
+                    api="hibernate",
+                )
             if self.config.lose_device_on_hibernate:
                 for device in active:
                     device.lost = True
+                    self._drop_device_work(device.index)
 
     def _install_hook(self) -> None:
         if self.hook_installed:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Optional
 
 from . import _slots
 from ._applog import LogDomain
@@ -35,6 +35,9 @@ from ._objects import Device
 from ._process import ProcessDomain
 
 __all__ = ["Simulator"]
+
+#: The CANN version the simulated machine reports (aclsysGetCANNVersion).
+_CANN_VERSION = "9.0.0"
 
 #: api_error.cc DeviceReset: RT_ERROR_CONTEXT_DEL, "The device has not been set or has already
 #: been reset" (ACL_ERROR_RT_CONTEXT_RELEASE_ERROR).
@@ -197,17 +200,22 @@ class Simulator(
         self.tls.error = None
         return text
 
-    def api_get_cann_version(self, pkg: int) -> tuple[dict[str, Any]]:
+    def api_get_cann_version(self, pkg: int) -> tuple[dict[str, str]]:
+        # src/acl/aclrt_impl/acl.cpp aclsysGetCANNVersionImpl: a name outside
+        # aclCANNPackageName -> ACL_ERROR_INVALID_PARAM. Every field of aclCANNPackageVersion
+        # is a char array, so pyACL (py_init_acl.cpp GetPyDictFromVersion) returns strings;
+        # on failure the zeroed struct gives six empty strings (ApiSpec outs).
         if not 0 <= pkg <= 7:
             raise Fail(INVALID_PARAM, f"package name {pkg} is out of range 0..7")
+        major, minor, release = _CANN_VERSION.split(".")
         return (
             {
-                "version": "9.0.0",
-                "major_version": 9,
-                "minor_version": 0,
-                "release_version": 0,
-                "patch_version": 0,
-                "reserved": 0,
+                "version": _CANN_VERSION,
+                "major_version": major,
+                "minor_version": minor,
+                "release_version": release,
+                "patch_version": "0",
+                "reserved": "",
             },
         )
 
@@ -223,9 +231,7 @@ class Simulator(
             raise Fail(RT_NO_DEVICE, f"device {device_id} is unavailable (lost across sleep)")
         if device.refcount == 0:
             try:
-                fd = _slots.acquire(
-                    self.config.slot_dir(), device_id, self.config.process_limit()
-                )
+                fd = _slots.acquire(self.config.slot_dir(), device_id, self.config.process_limit())
             except OSError as exc:
                 raise Fail(RT_DRV_INTERNAL_ERROR, str(exc)) from None
             if fd is None:

@@ -16,6 +16,13 @@ driver shares between processes lives in the machine's state directory:
   for it; a probe is one non-blocking ``flock`` on a descriptor kept open.
 
 Descriptors are close-on-exec; a forked child closes (never unlocks) the ones it inherited.
+
+The directory is private to one user (``$TMPDIR/ascend_safe_sim-<uid>`` by default), and another
+local user may create that name first, as a directory or a symbolic link. So the directory is
+opened without following a symbolic link and checked on its descriptor (a directory, owned by
+this user, writable by no one else), and every file is opened relative to that descriptor with
+``O_NOFOLLOW | O_CLOEXEC`` and checked on its own descriptor (a regular file owned by this
+user, one link): a planted or swapped name is refused with an explanation, never followed.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ __all__ = [
     "close_inherited",
     "ensure_dir",
     "machine",
+    "other_holders",
     "release",
 ]
 
@@ -51,6 +59,9 @@ _MARK = int.from_bytes(b"ASLEDGR1", "little")
 #: Liveness files of other processes kept open for probing (all closed when exceeded).
 _PROBES_KEPT = 256
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+#: Opening an existing file (liveness probes): never created, never followed.
+_PROBE_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class MachineError(OSError):
@@ -58,29 +69,97 @@ class MachineError(OSError):
 
 
 def ensure_dir(path: str) -> None:
-    """Create *path* (mode 0700) and check that it is a real directory owned by this user."""
+    """Create *path* (mode 0700) and check that it is this user's private directory."""
+    _close(open_dir(path))
+
+
+def open_dir(path: str, parent_fd: Optional[int] = None) -> int:
+    """A descriptor of the state directory *path* (made, mode 0700, if missing), checked.
+
+    With *parent_fd*, *path* is a name inside that directory. The directory is opened without
+    following a symbolic link and must be a directory owned by this user that no other user
+    can write to; otherwise :class:`MachineError` says what is wrong and what to do.
+    """
+    shown = path if parent_fd is None else f"{_dir_name(parent_fd)}/{path}"
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        info = os.lstat(path)
+        if parent_fd is None:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        else:
+            try:
+                os.mkdir(path, 0o700, dir_fd=parent_fd)
+            except FileExistsError:
+                pass
+        fd = os.open(path, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST):
+            reason = "is a symbolic link or not a directory"
+            raise MachineError(exc.errno, _unsafe(shown, reason)) from None
         raise MachineError(
-            exc.errno, f"simulator state directory {path!r} cannot be created: {exc.strerror}"
+            exc.errno, f"simulator state directory {shown!r} cannot be created: {exc.strerror}"
         ) from None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise MachineError(
-            errno.EPERM,
-            f"simulator state directory {path!r} is not a directory owned by this user; "
-            "remove it or choose another with the state_dir option",
-        )
+    info = os.fstat(fd)
+    reason = ""
+    if not stat.S_ISDIR(info.st_mode):
+        reason = "is not a directory"
+    elif info.st_uid != os.getuid():
+        reason = f"belongs to uid {info.st_uid}, not to this user (uid {os.getuid()})"
+    elif info.st_mode & 0o022:
+        reason = f"is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})"
+    if reason:
+        _close(fd)
+        raise MachineError(errno.EPERM, _unsafe(shown, reason))
+    return fd
 
 
-def _open(path: str) -> int:
+def _unsafe(path: str, reason: str) -> str:
+    return (
+        f"simulator state directory {path!r} {reason}; it must be a directory of this user "
+        "that no one else can write to (mode 0700): remove it, or choose another with the "
+        "state_dir option"
+    )
+
+
+def _dir_name(fd: int) -> str:
     try:
-        return os.open(path, _OPEN_FLAGS, 0o600)
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return f"<directory fd {fd}>"
+
+
+def _open(dir_fd: int, name: str) -> int:
+    """Open (creating, mode 0600) the state file *name* of the directory *dir_fd*, checked."""
+    try:
+        fd = os.open(name, _OPEN_FLAGS, 0o600, dir_fd=dir_fd)
     except OSError as exc:
+        path = f"{_dir_name(dir_fd)}/{name}"
+        if exc.errno == errno.ELOOP:
+            raise MachineError(
+                exc.errno,
+                f"simulator state file {path!r} is a symbolic link (not followed); remove it",
+            ) from None
         raise MachineError(
             exc.errno, f"simulator state file {path!r} cannot be opened: {exc.strerror}"
         ) from None
+    problem = _foreign(fd)
+    if problem:
+        _close(fd)
+        path = f"{_dir_name(dir_fd)}/{name}"
+        raise MachineError(
+            errno.EPERM, f"simulator state file {path!r} {problem}; remove it (not used)"
+        )
+    return fd
+
+
+def _foreign(fd: int) -> str:
+    """Why the open file *fd* is not one of this user's state files ("" when it is)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_uid != os.getuid():
+        return f"belongs to uid {info.st_uid}, not to this user"
+    if info.st_nlink != 1:
+        return f"has {info.st_nlink} hard links"
+    return ""
 
 
 def _close(fd: int) -> None:
@@ -90,24 +169,28 @@ def _close(fd: int) -> None:
         pass
 
 
-def _holder_alive(path: str) -> bool:
-    """Whether the process that locked the file *path* still holds it (is alive).
+def _holder_alive(dir_fd: int, name: str) -> bool:
+    """Whether the process that locked the file *name* (in *dir_fd*) still holds it (is alive).
 
     A dead holder's file is removed. Probing takes the lock for an instant when it is free.
+    A file that is not one of this user's state files is left alone and counted as alive.
     """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(name, _PROBE_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
     except OSError:
-        return True  # cannot tell: count it, which is the safe side
+        return True  # cannot tell (a planted link, say): count it, which is the safe side
+    if _foreign(fd):
+        _close(fd)
+        return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         _close(fd)
         return True
     try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)
     except OSError:
         pass
     _close(fd)
@@ -119,26 +202,62 @@ def _holder_alive(path: str) -> bool:
 
 def acquire(directory: str, device: int, limit: int) -> Optional[int]:
     """Lock a free slot file for *device*; its fd, or None when all *limit* slots are taken."""
-    ensure_dir(directory)
-    for index in range(limit):
-        fd = _open(os.path.join(directory, f"device{device}.slot{index}"))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            _close(fd)
-            continue
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError:
-            pass
-        return fd
-    return None
+    dir_fd = open_dir(directory)
+    try:
+        for index in range(limit):
+            fd = _open(dir_fd, f"device{device}.slot{index}")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                _close(fd)
+                continue
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+            except OSError:
+                pass
+            return fd
+        return None
+    finally:
+        _close(dir_fd)
 
 
 def release(fd: int) -> None:
     """Give a slot back (closing the fd drops the lock)."""
     _close(fd)
+
+
+def other_holders(directory: str) -> dict[int, list[int]]:
+    """Devices whose process slots other live processes hold: device -> their pids.
+
+    A slot is held while its file is locked; the holder wrote its pid into it. Probing takes a
+    shared lock for an instant when the slot is free (a slot is never taken by a probe).
+    """
+    held: dict[int, list[int]] = {}
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return held
+    me = os.getpid()
+    for name in names:
+        device, _, index = name.partition(".slot")
+        if not (device.startswith("device") and device[6:].isdigit() and index.isdigit()):
+            continue
+        try:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                pid = int(text) if text.isdigit() else 0
+                if pid != me:
+                    held.setdefault(int(device[6:]), []).append(pid)
+        finally:
+            _close(fd)
+    return held
 
 
 def close_inherited(fds: list[int]) -> None:
@@ -159,8 +278,9 @@ class DeviceLedger:
 
     def __init__(self, owner: Machine, device: int) -> None:
         self._owner = owner
-        path = os.path.join(owner.path, f"device{device}.memory")
-        self._fd = _open(path)
+        name = f"device{device}.memory"
+        path = os.path.join(owner.path, name)
+        self._fd = _open(owner.dir_fd, name)
         self._lock = threading.Lock()
         self._index: Optional[int] = None  # our entry, while we hold bytes on the device
         try:
@@ -311,29 +431,38 @@ class Machine:
     """This process's membership of one simulated machine (one state directory)."""
 
     def __init__(self, path: str) -> None:
-        ensure_dir(path)
-        procs = os.path.join(path, "procs")
-        ensure_dir(procs)
         self.path = path
+        self.dir_fd = open_dir(path)
+        try:
+            self.procs_fd = open_dir("procs", self.dir_fd)
+        except BaseException:
+            _close(self.dir_fd)
+            raise
         self.pid = os.getpid()
         self.token = secrets.randbits(63) or 1
-        final = self.proc_path(self.pid, self.token)
+        final = self.proc_name(self.pid, self.token)
         # Locked before it gets its name, so no sweeper ever sees it unlocked.
-        draft = os.path.join(procs, f".{self.pid}.{self.token:x}")
-        self._proc_fd = _open(draft)
+        draft = f".{self.pid}.{self.token:x}"
+        self._proc_fd = -1
         try:
+            self._proc_fd = _open(self.procs_fd, draft)
             fcntl.flock(self._proc_fd, fcntl.LOCK_EX)  # held for life; dropped at death
-            os.rename(draft, final)
+            os.rename(draft, final, src_dir_fd=self.procs_fd, dst_dir_fd=self.procs_fd)
         except OSError as exc:
-            _close(self._proc_fd)
+            for fd in (self._proc_fd, self.procs_fd, self.dir_fd):
+                if fd >= 0:
+                    _close(fd)
+            if isinstance(exc, MachineError):
+                raise
+            where = os.path.join(path, "procs", final)
             raise MachineError(
-                exc.errno, f"simulator state file {final!r} cannot be made: {exc.strerror}"
+                exc.errno, f"simulator state file {where!r} cannot be made: {exc.strerror}"
             ) from None
         self._ledgers: dict[int, DeviceLedger] = {}
         self._lock = threading.Lock()
         self._probes: dict[tuple[int, int], int] = {}  # open liveness files of others
         self._probe_lock = threading.Lock()
-        _sweep_proc_files(procs, final)
+        _sweep_proc_files(self.procs_fd, final)
 
     def alive(self, pid: int, token: int) -> bool:
         """Whether process (*pid*, *token*) lives: its liveness file is still locked.
@@ -341,16 +470,19 @@ class Machine:
         The probe descriptor is kept open, so a later probe is one ``flock`` call.
         """
         key = (pid, token)
-        path = self.proc_path(pid, token)
+        name = self.proc_name(pid, token)
         with self._probe_lock:
             fd = self._probes.get(key)
             if fd is None:
                 try:
-                    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+                    fd = os.open(name, _PROBE_FLAGS, dir_fd=self.procs_fd)
                 except FileNotFoundError:
                     return False
                 except OSError:
                     return True  # cannot tell: count it, which is the safe side
+                if _foreign(fd):
+                    _close(fd)
+                    return True  # not our file: never unlinked, counted
                 if len(self._probes) >= _PROBES_KEPT:
                     self._close_probes()
                 self._probes[key] = fd
@@ -360,7 +492,7 @@ class Machine:
                 return True
             del self._probes[key]  # we got the lock: its holder is dead
             try:
-                os.unlink(path)
+                os.unlink(name, dir_fd=self.procs_fd)
             except OSError:
                 pass
             _close(fd)
@@ -371,9 +503,9 @@ class Machine:
             _close(fd)
         self._probes.clear()
 
-    def proc_path(self, pid: int, token: int) -> str:
-        """The liveness file of the process (*pid*, *token*)."""
-        return os.path.join(self.path, "procs", f"{pid}.{token:x}")
+    def proc_name(self, pid: int, token: int) -> str:
+        """The name, in ``procs``, of the liveness file of the process (*pid*, *token*)."""
+        return f"{pid}.{token:x}"
 
     def ledger(self, device: int) -> DeviceLedger:
         """The memory ledger of *device*, opened on first use."""
@@ -391,20 +523,21 @@ class Machine:
             ledger.close()
         self._ledgers.clear()
         self._close_probes()
-        _close(self._proc_fd)
-        self._proc_fd = -1
+        for fd in (self._proc_fd, self.procs_fd, self.dir_fd):
+            if fd >= 0:
+                _close(fd)
+        self._proc_fd = self.procs_fd = self.dir_fd = -1
 
 
-def _sweep_proc_files(procs: str, own: str) -> None:
+def _sweep_proc_files(procs_fd: int, own: str) -> None:
     """Remove the liveness files of dead processes (once per process and machine)."""
     try:
-        names = os.listdir(procs)
+        names = os.listdir(procs_fd)
     except OSError:
         return
     for name in names:
-        path = os.path.join(procs, name)
-        if path != own and not name.startswith("."):  # "." files are being made
-            _holder_alive(path)
+        if name != own and not name.startswith("."):  # "." files are being made
+            _holder_alive(procs_fd, name)
 
 
 _machines: dict[str, Machine] = {}

@@ -24,6 +24,10 @@ from ._objects import EVENT_DEFAULT, Event, Record, Stream, Task
 
 __all__ = ["StreamDomain"]
 
+#: Event flags (runtime event.h): RT_EVENT_EXTERNAL and RT_EVENT_IPC.
+_EVENT_EXTERNAL = 0x20
+_EVENT_IPC = 0x40
+
 
 class StreamDomain(Core):
     """Streams and events: tasks run in order by one worker thread per stream."""
@@ -34,6 +38,11 @@ class StreamDomain(Core):
         for stream in self.all_streams:
             stream.cond = threading.Condition(threading.Lock())
             stream.worker = None
+
+    def _drop_device_work(self, device: int) -> None:
+        super()._drop_device_work(device)
+        for stream in [s for s in self.all_streams if s.device == device]:
+            self._cancel_stream(stream)
 
     def _stream(self, handle: int) -> Stream:
         """The stream for *handle*; 0 is the current context's default stream."""
@@ -200,7 +209,7 @@ class StreamDomain(Core):
         with self.lock:
             stream = self._lookup(self.streams, handle, "stream", destroy=True)
             self._check_lost(stream.device)
-            ctx = self.tls.context
+            ctx = self._current()  # api_impl.cc StreamDestroy: no context -> 107002
             if ctx is not stream.context:
                 raise Fail(
                     RT_STREAM_CONTEXT,
@@ -357,8 +366,19 @@ class StreamDomain(Core):
         return (0 if self._event_done(handle) else 1,)
 
     def api_event_elapsed_time(self, start: int, end: int) -> tuple[float]:
-        first = self._event(start).latest
-        last = self._event(end).latest
+        start_event, end_event = self._event(start), self._event(end)
+        # api_error.cc EventElapsedTime: an EXTERNAL (0x20) or IPC (0x40) event -> 207000,
+        # before the records are looked at. No flag is required otherwise (no TIME_LINE check:
+        # event.cc Event::ElapsedTime reads the timestamps of any recorded event).
+        for name, event in (("start", start_event), ("end", end_event)):
+            if event.flags in (_EVENT_EXTERNAL, _EVENT_IPC):
+                raise Fail(
+                    RT_FEATURE_NOT_SUPPORT,
+                    f"{name} event has flag 0x{event.flags:x} (EXTERNAL or IPC), which does "
+                    "not support elapsed time",
+                )
+        first = start_event.latest
+        last = end_event.latest
         for name, record in (("start", first), ("end", last)):
             if record is None:
                 raise Fail(

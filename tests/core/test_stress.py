@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import warnings
+import weakref
 from types import FrameType
 from typing import Any, Optional
 
@@ -191,11 +192,14 @@ def test_thread_stress(sim):
 # -- interrupt storm --------------------------------------------------------------------------
 
 
+_WEAKREF_FILE = weakref.__file__
+
+
 class _Storm:
     """A SIGALRM handler raising KeyboardInterrupt while the storm body is on the stack (so
     the test's own bookkeeping is never hit, only the library and what it calls). Not inside
-    a finalizer or a garbage-collector callback: Python itself ignores (prints) an exception
-    raised there."""
+    a finalizer, a weak-reference callback (``weakref``'s own dictionaries) or a
+    garbage-collector callback: Python itself ignores (prints) an exception raised there."""
 
     def __init__(self, body_codes: set[Any]) -> None:
         self.body_codes = body_codes
@@ -205,7 +209,8 @@ class _Storm:
         ignored = {getattr(cb, "__code__", None) for cb in gc.callbacks}
         f = frame
         while f is not None:
-            if f.f_code.co_name == "__del__" or f.f_code in ignored:
+            code = f.f_code
+            if code.co_name == "__del__" or code in ignored or code.co_filename == _WEAKREF_FILE:
                 return
             if f.f_code in self.body_codes:
                 self.raised += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator
+from typing import Callable
 
 import pytest
 
@@ -35,6 +36,31 @@ def device(acl: types.ModuleType) -> Iterator[types.ModuleType]:
     yield acl
     acl.rt.reset_device(0)
     acl.finalize()
+
+
+@pytest.fixture
+def assert_case(acl: types.ModuleType) -> Callable[..., None]:
+    """Run one conformance-kit case (by id) against the simulator and assert that it passes.
+
+    The expectation is the case's, written once in ``ascend_safe.conformance``; keyword
+    arguments are simulator options for a machine with the property the case needs. The kit
+    does its own ``acl.init`` and ``set_device``, so the test starts uninitialised. Cases the
+    kit isolates in a child process (on hardware a misuse could crash the caller) run inline
+    here: the simulator does not crash.
+    """
+    from ascend_safe import conformance
+
+    def run(case_id: str, **options: object) -> None:
+        (case,) = [c for c in conformance.cases() if c.id == case_id]
+        assert not case.risky, f"{case_id} is risky: it runs in test_conformance's children"
+        assert not sim.initialized(), "assert_case runs the kit, which calls acl.init itself"
+        if options:
+            sim.configure(**options)
+        (result,) = conformance.run_inline(acl, [case])
+        assert (result.status, result.observed, result.detail) == ("pass", case.expect, "")
+        assert sim.live_handles() == {}
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,14 @@ from ascend_safe import conformance, sim
 
 #: Cases the simulator does not pass yet, each waiting for a simulator fix (pyACL's source is
 #: the reference). Strict: when the fix lands the test turns red; remove the entry then.
-PENDING_SIMULATOR_FIXES: dict[str, str] = {
-    "descriptors.op.attr.shapes": "acl.op.destroy_attr returns None (aclopDestroyAttr is void)",
-    "get_cann_version.unknown_package": "a failed get_cann_version returns a dict of empty strings",
-    "args.no_parse_ignores_arguments": "functions that parse nothing ignore extra arguments",
+PENDING_SIMULATOR_FIXES: dict[str, str] = {}
+
+#: Cases about a property of the machine (the run mode) that the default simulated machine
+#: lacks: the options of a simulated machine that has it (they are not applicable otherwise).
+MACHINE_OPTIONS: dict[str, dict[str, object]] = {
+    "util.ptr_to_bytes.device_memory_in_rc_mode": {"run_mode": 0},
+    "util.ptr_to_numpy.device_memory_in_rc_mode": {"run_mode": 0},
+    "rt.memcpy_async.rc_pageable_copied_at_call": {"run_mode": 0},
 }
 
 
@@ -40,6 +44,7 @@ def _kit_params() -> list[object]:
 def test_pending_entries_name_real_cases() -> None:
     ids = {case.id for case in conformance.cases()}
     assert set(PENDING_SIMULATOR_FIXES) <= ids
+    assert set(MACHINE_OPTIONS) <= ids
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +78,7 @@ def test_kit_case(
     else:
         # Queued stream work takes a little time, so that work the simulator runs
         # asynchronously is still in flight when a case looks, as a DMA would be on hardware.
-        sim.configure(async_delay=0.005)
+        sim.configure(async_delay=0.005, **MACHINE_OPTIONS.get(case.id, {}))
         # The case leaves what it found: its own cleanup ran before the kit's teardown.
         before: list[dict[str, list[int]]] = []
         after: list[dict[str, list[int]]] = []
@@ -314,3 +319,16 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         sim.reset()
     monkeypatch.delenv("ASCEND_SAFE_SIM_DEVICE_COUNT")
     sim.reset()
+
+
+def test_failure_dicts_are_fresh_objects(device: types.ModuleType) -> None:
+    """pyACL builds a new dict for every call (PyDict_New): a failure's dict is not shared."""
+    acl = device
+    first, ret = acl.mdl.get_input_dims(0, 0)
+    assert ret != 0 and first == {}
+    first["name"] = "changed by the caller"
+    assert acl.mdl.get_input_dims(0, 0)[0] == {}
+    version, ret = acl.get_cann_version(99)
+    assert ret == 100000
+    version["version"] = "changed"
+    assert acl.get_cann_version(99)[0]["version"] == ""

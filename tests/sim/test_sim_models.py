@@ -10,7 +10,7 @@ import sys
 import time
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -375,7 +375,13 @@ def test_descriptor_pairs(device: types.ModuleType) -> None:
     acl = device
     from ascend_safe.sim._media import DESCRIPTOR_PAIRS
 
-    args = {"": (), "I": (4,), "IIII": (0, 10, 0, 10), "K": (1,), "iOi": (0, [1, 2], 2)}
+    args: dict[Optional[str], tuple[Any, ...]] = {
+        None: (),
+        "I": (4,),
+        "IIII": (0, 10, 0, 10),
+        "K": (1,),
+        "iOi": (0, [1, 2], 2),
+    }
     for pair in DESCRIPTOR_PAIRS:
         create = acl
         for part in pair.create.split("."):
