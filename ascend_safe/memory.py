@@ -152,7 +152,7 @@ class Memory(InContext):
         if (
             stream is _OMITTED
             and nbytes is None
-            and src.__class__ is bytes
+            and (src.__class__ is bytes or src.__class__ is bytearray)
             and offset.__class__ is int
             and src_offset.__class__ is int
             and src_offset == 0
@@ -168,10 +168,15 @@ class Memory(InContext):
                         owner = self._owner
                         if this_thread.current != owner._serial:
                             owner.make_current()
+                        if src.__class__ is bytearray:  # held (no resize) during the copy
+                            window: Any = _window(src)
+                            address = _addressof(window)
+                        elif _HEADER is not None:
+                            address = id(src) + _HEADER
+                        else:
+                            address = _bytes_address(src)  # type: ignore[arg-type]
                         _backend.call(
-                            "rt.memcpy", ptr + offset, self._size - offset,
-                            id(src) + _HEADER if _HEADER is not None else _bytes_address(src),
-                            count,
+                            "rt.memcpy", ptr + offset, self._size - offset, address, count,
                             _H2D if self.on_device else _H2H, resource=self,
                         )
                     finally:

@@ -19,11 +19,12 @@ def _closed_memory(dev: asf.Device) -> asf.DeviceMemory:
     "operation",
     [
         lambda m: m.copy_from(b"\x01" * 64),
+        lambda m: m.copy_from(bytearray(b"\x01" * 64)),
         lambda m: m.copy_to(bytearray(64)),
         lambda m: m.to_bytes(),
         lambda m: m.to_bytes(offset=8),
     ],
-    ids=["copy_from", "copy_to", "to_bytes", "to_bytes_offset"],
+    ids=["copy_from", "copy_from_bytearray", "copy_to", "to_bytes", "to_bytes_offset"],
 )
 def test_a_closed_memory_refuses_before_pyacl(sim, operation: Callable[[Any], object]) -> None:
     with asf.Device(0) as dev:
@@ -48,7 +49,9 @@ def test_bounds_are_checked_on_the_flat_paths(sim) -> None:
             mem.copy_to(bytearray(64), offset=1, nbytes=64)
         with pytest.raises(ValueError):
             mem.to_bytes(offset=65)
-        mem.copy_from(b"\x07" * 8, offset=56)
+        mem.copy_from(bytearray(b"\x07" * 8), offset=56)
+        with pytest.raises(ValueError):
+            mem.copy_from(bytearray(65))
         out = bytearray(8)
         mem.copy_to(out, offset=56, nbytes=8)
         assert out == b"\x07" * 8
