@@ -48,6 +48,7 @@ from .errors import (
     ResourceLeakWarning,
     SlotDirectoryError,
     SlotWaitTimeoutError,
+    StreamLimitError,
     SuspendError,
     WorkCancelledError,
 )
@@ -127,6 +128,7 @@ __all__ = [
     "SlotWaitTimeoutError",
     "Stream",
     "StreamFlag",
+    "StreamLimitError",
     "StreamStatus",
     "SuspendCoordinator",
     "SuspendError",

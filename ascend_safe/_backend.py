@@ -214,7 +214,11 @@ def call(api: str, *args: Any, resource: object = None) -> Any:
     ``ret`` alone gives ``None``; ``(out, ret)`` gives ``out``; ``(a, b, ret)`` gives ``(a, b)``.
     *resource* names what the call was about, for the error message.
     """
-    result = _usable(api)(*args)
+    state = _process.state
+    if state.forked_after_use:
+        raise ForkSafetyError(_process.FORK_ADVICE)
+    state.acl_used = True
+    result = (_functions.get(api) or function(api))(*args)
     if type(result) is int:
         if result:
             raise _error(result, api, resource)

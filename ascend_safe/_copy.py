@@ -9,21 +9,75 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from typing import TYPE_CHECKING, Any, NamedTuple
+import sys
+from typing import Any, Callable, NamedTuple, Protocol
 
 from . import _backend, _validate
-from . import memory as _memory  # a cycle: used only at call time, once both are loaded
+from ._staging import Pinned, StagingPool
 from .constants import MemcpyKind
 from .errors import ResourceClosedError
 
-if TYPE_CHECKING:
-    from ._staging import StagingPool
-    from .memory import Memory, StagingMemory
-    from .stream import Stream
-
-__all__ = ["Endpoint", "copy", "endpoint"]
+__all__ = ["Endpoint", "Queue", "Ranged", "bytes_address", "copy", "host_endpoint"]
 
 _ASYNC_ALIGNMENT = 64
+
+
+class Ranged(Protocol):
+    """A memory object as the copy engine sees it (the memory module's ``Memory``)."""
+
+    @property
+    def owner(self) -> Any: ...
+
+    @property
+    def device(self) -> Any: ...
+
+    def _wait_idle(self) -> None: ...
+
+    def _add_user(self, stream: Any) -> None: ...
+
+
+class Queue(Protocol):
+    """A stream as the copy engine sees it (the stream module's ``Stream``)."""
+
+    @property
+    def device(self) -> Any: ...
+
+    def synchronize(self, timeout: float | None = None) -> None: ...
+
+    def _submit(
+        self,
+        api: str,
+        *args: Any,
+        keepalive: tuple[object, ...] = (),
+        on_retire: Callable[[], None] | None = None,
+    ) -> int: ...
+
+
+def _bytes_header() -> int | None:
+    """Offset of a ``bytes`` object's data from its ``id()`` (CPython's layout), checked on
+    samples against ctypes; None where it does not hold (then ctypes gives the address)."""
+    if sys.implementation.name != "cpython":
+        return None
+    offset: int | None = None
+    for sample in (b"\x01" * 7, b"\x02" * 4096, bytes(range(256))):
+        address = ctypes.cast(ctypes.c_char_p(sample), ctypes.c_void_p).value or 0
+        if offset is None:
+            offset = address - id(sample)
+        if address - id(sample) != offset:
+            return None
+    return offset
+
+
+#: Offset of a ``bytes`` object's data from its ``id()``, or None (use :func:`bytes_address`).
+BYTES_HEADER = _bytes_header()
+
+
+def bytes_address(data: bytes) -> int:
+    """The address of *data*'s bytes (valid while *data* lives; never written through)."""
+    if BYTES_HEADER is not None and data.__class__ is bytes:
+        return id(data) + BYTES_HEADER
+    address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+    return address or 0
 
 
 class Endpoint(NamedTuple):
@@ -32,20 +86,19 @@ class Endpoint(NamedTuple):
     addr: int
     nbytes: int
     on_device: bool
-    memory: Memory | None
+    memory: Ranged | None
     keep: object
 
 
-def endpoint(obj: object, *, writable: bool, role: str) -> Endpoint:
-    """Resolve a memory object or a bytes-like object into an :class:`Endpoint`."""
-    if isinstance(obj, _memory.Memory):
-        return Endpoint(obj.ptr, obj.size, obj.on_device, obj, obj)
+def host_endpoint(obj: object, *, writable: bool, role: str) -> Endpoint:
+    """Resolve a bytes-like object into an :class:`Endpoint` (memory objects resolve
+    themselves)."""
     if obj is None:
         raise TypeError(f"copy {role} is None; pass bytes-like data or a memory object")
     if isinstance(obj, bytes):
         if writable:
             raise TypeError(f"copy {role} is read-only bytes; pass a bytearray or numpy array")
-        return Endpoint(_bytes_address(obj), len(obj), False, None, obj)
+        return Endpoint(bytes_address(obj), len(obj), False, None, obj)
     try:
         view = memoryview(obj)  # type: ignore[arg-type]
     except TypeError:
@@ -64,20 +117,15 @@ def endpoint(obj: object, *, writable: bool, role: str) -> Endpoint:
                 f"copy {role} is not C-contiguous; use numpy.ascontiguousarray() first"
             )
         data = view.tobytes()
-        return Endpoint(_bytes_address(data), len(data), False, None, data)
+        return Endpoint(bytes_address(data), len(data), False, None, data)
     flat = view.cast("B") if (view.format != "B" or view.ndim != 1) else view
     if flat.readonly:
         if writable:
             raise TypeError(f"copy {role} is read-only; pass a writable buffer")
         data = flat.tobytes()
-        return Endpoint(_bytes_address(data), len(data), False, None, data)
+        return Endpoint(bytes_address(data), len(data), False, None, data)
     window = (ctypes.c_char * flat.nbytes).from_buffer(flat)
     return Endpoint(ctypes.addressof(window), flat.nbytes, False, None, (obj, flat, window))
-
-
-def _bytes_address(data: bytes) -> int:
-    address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
-    return address or 0
 
 
 def _kind(src_on_device: bool, dst_on_device: bool) -> int:
@@ -92,7 +140,7 @@ def copy(
     src: Endpoint,
     src_offset: int,
     nbytes: int,
-    stream: Stream | None,
+    stream: Queue | None,
     names: tuple[str, str] = ("dst_offset", "src_offset"),
 ) -> None:
     """Copy *nbytes* from ``src[src_offset:]`` to ``dst[dst_offset:]`` after checking bounds.
@@ -147,8 +195,8 @@ def _copy_async(
     src_addr: int,
     nbytes: int,
     kind: int,
-    stream: Stream,
-    memories: list[Memory],
+    stream: Queue,
+    memories: list[Ranged],
 ) -> None:
     for end, addr in ((dst, dst_addr), (src, src_addr)):
         if end.memory is not None and addr % _ASYNC_ALIGNMENT:
@@ -158,8 +206,8 @@ def _copy_async(
             )
     on_retire: Any = None
     keepalive: tuple[object, ...] = (dst.keep, src.keep)
-    staging: StagingMemory | None = None
-    pool = stream.device._staging  # the session's pinned buffers
+    staging: Pinned | None = None
+    pool: StagingPool = stream.device._staging  # the session's pinned buffers
     if src.memory is None:  # pageable host -> device: stage through pinned memory now
         staging = _take_staging(pool, nbytes, stream)
         ctypes.memmove(staging.ptr, src_addr, nbytes)
@@ -179,7 +227,7 @@ def _copy_async(
         on_retire = _deliver
         dst_addr = staging.ptr
     dst_max = nbytes if dst.memory is None else dst.nbytes - dst_offset
-    users = [*memories, staging] if staging is not None else memories
+    users: list[Any] = [*memories, staging] if staging is not None else memories
     for m in users:  # before the submit: a close from now on waits for this stream
         m._add_user(stream)
     try:
@@ -193,7 +241,7 @@ def _copy_async(
         raise
 
 
-def _take_staging(pool: StagingPool, nbytes: int, stream: Stream) -> StagingMemory:
+def _take_staging(pool: StagingPool, nbytes: int, stream: Queue) -> Pinned:
     try:
         return pool.take(nbytes)
     except ResourceClosedError as exc:

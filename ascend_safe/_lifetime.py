@@ -54,6 +54,9 @@ _STATE_NAMES = ("unborn", "open", "closing", "closed", "abandoned")
 _lock = threading.RLock()
 _state_changed = threading.Condition(_lock)
 _serials = itertools.count(1)
+#: How many threads wait on ``_state_changed`` now (changed under ``_lock``): a state change
+#: notifies only when someone waits.
+_waiting = [0]
 #: serial -> weak reference, for every open resource, in creation order.
 _registry: dict[int, weakref.ref[Resource]] = {}
 #: Resources collected while open, released at the next safe point.
@@ -65,6 +68,7 @@ _PACKAGE = __name__.rpartition(".")[0]
 _PACKAGE_PREFIX = _PACKAGE + "."
 _thread = threading.local()  # .trackers: the CallTrackers active in this thread
 _get_ident = threading.get_ident
+_pstate = _process.state  # one object for the whole process (the fork hook updates its pid)
 
 
 class CallTracker:
@@ -151,7 +155,8 @@ class Resource:
         self._parent = parent
         self._pid = _process.state.pid
         self._serial = next(_serials)
-        self._children: dict[int, weakref.ref[Resource]] = {}
+        #: serial -> weak reference of each open child; None until the first child opens
+        self._children: dict[int, weakref.ref[Resource]] | None = None
         #: thread id -> uses in progress in that thread (operations, children being built)
         self._uses: dict[int, int] = {}
         self._closer = 0
@@ -231,14 +236,17 @@ class Resource:
             self._state = _OPEN
             _registry[self._serial] = ref
             if parent is not None:
-                parent._children[self._serial] = ref
+                children = parent._children
+                if children is None:
+                    children = parent._children = {}
+                children[self._serial] = ref
 
     # -- use ----------------------------------------------------------------------------------
 
     def _checked_handle(self) -> Any:
         """The live handle, or raise before pyacl is called (closed, or from another process)."""
         handle = self._handle
-        if handle is None or self._pid != _process.state.pid:
+        if handle is None or self._pid != _pstate.pid:
             self._raise_unusable()
         return handle
 
@@ -261,7 +269,7 @@ class Resource:
         state = self._state
         if (
             state != _OPEN and not (state == _CLOSING and (self._closer == me or mine > 1))
-        ) or self._pid != _process.state.pid:
+        ) or self._pid != _pstate.pid:
             self._end_use()
             self._raise_unusable()
         return self._handle
@@ -278,7 +286,7 @@ class Resource:
         if self._state != _CLOSING:
             return
         with _lock:
-            _state_changed.notify_all()
+            _notify()
             if not (self._postponed and self._closer == me):
                 return
             self._postponed = False
@@ -342,7 +350,7 @@ class Resource:
             while self._state == _CLOSING:
                 if self._closer == me or me in self._uses:
                     return False  # nested in this thread's own close or use: that one finishes
-                _state_changed.wait(POLL)  # another thread is closing it: wait, interruptibly
+                _wait(POLL)  # another thread is closing it: wait, interruptibly
                 interruption_point()
             if self._state != _OPEN:
                 return False
@@ -351,7 +359,7 @@ class Resource:
                 return False
             self._state = _CLOSING
             self._closer = me
-            _state_changed.notify_all()
+            _notify()
             if me in self._uses:  # a finalizer or handler inside this thread's own use
                 self._postponed = True
                 return False
@@ -374,13 +382,15 @@ class Resource:
                     self._state = _OPEN
                     self._closer = 0
                     self._postponed = False
-                    _state_changed.notify_all()
+                    _notify()
                 raise
             self._mark_closed(_CLOSED)
 
     def _wait_for_uses(self) -> bool:
         """Let other threads' uses (and children they are building) finish; False if that
         takes longer than the close-path bound."""
+        if not self._uses:  # read without the lock: see _begin_use
+            return True
         timeout = flags.close_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         with _lock:
@@ -388,7 +398,7 @@ class Resource:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                _state_changed.wait(POLL if left is None else min(left, POLL))
+                _wait(POLL if left is None else min(left, POLL))
                 interruption_point()
         return True
 
@@ -397,12 +407,14 @@ class Resource:
         me = _get_ident()
         with _lock:
             while self._state == _CLOSING and self._closer != me and me not in self._uses:
-                _state_changed.wait(POLL)
+                _wait(POLL)
                 interruption_point()
 
     def _close_children(self) -> None:
         if _deferred:
             drain_deferred()
+        elif not self._children:  # no child ever opened, or none left
+            return
         first: Exception | None = None
         for child in self._live_children():
             try:
@@ -415,7 +427,7 @@ class Resource:
 
     def _live_children(self) -> list[Resource]:
         with _lock:
-            refs = list(self._children.values())
+            refs = list(self._children.values()) if self._children else []
         children = [c for c in (r() for r in refs) if c is not None and c._state == _OPEN]
         if _deferred:  # collected in a cycle: its weak reference is gone, the object is queued
             children += [d for d in list(_deferred) if d._parent is self and d not in children]
@@ -429,9 +441,9 @@ class Resource:
             self._closer = 0
             _registry.pop(self._serial, None)
             parent = self._parent
-            if parent is not None:
+            if parent is not None and parent._children:
                 parent._children.pop(self._serial, None)
-            _state_changed.notify_all()
+            _notify()
 
     def _abandon(self) -> None:
         """In a forked child: forget the handle without calling pyacl (the parent owns it)."""
@@ -606,11 +618,27 @@ def _creation_site() -> tuple[str, int, str] | None:
     return None
 
 
+def _wait(timeout: float) -> None:
+    """Wait (holding ``_lock``) for a state change, counted so that changes notify."""
+    _waiting[0] += 1
+    try:
+        _state_changed.wait(timeout)
+    finally:
+        _waiting[0] -= 1
+
+
+def _notify() -> None:
+    """A state changed (holding ``_lock``): wake the threads waiting for one, if any."""
+    if _waiting[0]:
+        _state_changed.notify_all()
+
+
 def _new_locks_in_child() -> None:
     """In a forked child: the parent's lock may be held by a thread that is not here."""
     global _lock, _state_changed
     _lock = threading.RLock()
     _state_changed = threading.Condition(_lock)
+    _waiting[0] = 0
 
 
 _process.on_fork_child(_new_locks_in_child)

@@ -11,7 +11,7 @@ import os
 import threading
 from typing import Any
 
-from . import _backend, _lifetime, _process
+from . import _backend, _inflight, _lifetime, _process
 from .errors import AclError
 
 __all__ = ["ensure_initialized", "exit_teardown", "release_everything"]
@@ -100,15 +100,13 @@ def release_everything(when: str, *, finalize: bool = True) -> list[_lifetime.Re
     ``_lifetime.flags.close_timeout``. Returns what could not be released (then finalize is
     skipped); afterwards the next device session initialises pyacl again.
     """
-    from .stream import busy_streams
-
     _lifetime.drain_deferred()
     left = _lifetime.live_resources()
     if left and when == "at exit":
         _log.warning(
             "ascend_safe: releasing at exit what was left open: %s", _lifetime.leak_report(left)
         )
-    for stream in busy_streams():  # default streams included
+    for stream in _inflight.busy_streams():  # default streams included
         if not _quietly(stream.synchronize, _lifetime.flags.close_timeout):
             _lifetime.flags.close_timeout = 0.0  # stuck: from now on close paths only poll
     for root in _lifetime.roots():

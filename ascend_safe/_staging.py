@@ -9,13 +9,26 @@ wholly overwritten by the copy before any byte of it reaches the user, so it nee
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import Any, Callable, Protocol
 
-if TYPE_CHECKING:
-    from .context import ContextOwner
-    from .memory import StagingMemory
 
-__all__ = ["MAX_POOLED_BYTES", "StagingPool"]
+class Pinned(Protocol):
+    """A page-locked buffer as the pool sees it (the memory module's staging memory)."""
+
+    @property
+    def ptr(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    _users: Any
+
+    def close(self) -> None: ...
+
+__all__ = ["MAX_POOLED_BYTES", "Pinned", "StagingPool"]
 
 #: Idle staging memory a device session keeps for reuse.
 MAX_POOLED_BYTES = 64 << 20
@@ -35,18 +48,17 @@ def _size_class(nbytes: int) -> int:
 class StagingPool:
     """Idle staging buffers of one device session, by size class."""
 
-    __slots__ = ("_idle", "_idle_bytes", "_lock", "_owner")
+    __slots__ = ("_allocate", "_idle", "_idle_bytes", "_lock")
 
-    def __init__(self, owner: ContextOwner) -> None:
-        self._owner = owner
+    def __init__(self, allocate: Callable[[int], Pinned]) -> None:
+        #: makes a new unfilled staging buffer of the given size (the device session's)
+        self._allocate = allocate
         self._lock = threading.RLock()  # a finalizer may run while it is held
-        self._idle: dict[int, list[StagingMemory]] = {}
+        self._idle: dict[int, list[Pinned]] = {}
         self._idle_bytes = 0
 
-    def take(self, nbytes: int) -> StagingMemory:
+    def take(self, nbytes: int) -> Pinned:
         """A staging buffer of at least *nbytes*, reused if one is idle."""
-        from .memory import UNINITIALIZED, StagingMemory
-
         size = _size_class(nbytes)
         with self._lock:
             bucket = self._idle.get(size)
@@ -55,11 +67,11 @@ class StagingPool:
                 self._idle_bytes -= size
                 if not buffer.closed:  # a closing device may have freed it
                     return buffer
-        return StagingMemory(self._owner, size, fill=UNINITIALIZED)
+        return self._allocate(size)
 
-    def give(self, buffer: StagingMemory) -> None:
+    def give(self, buffer: Pinned) -> None:
         """Take *buffer* back once the copy that used it is known complete."""
-        buffer._users.clear()  # its only user was that copy
+        buffer._users = None  # its only user was that copy
         if buffer.closed:
             return
         size = buffer.size

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import _backend
+from . import _backend, _inflight, _process
 from ._lifetime import Resource
 
 if TYPE_CHECKING:
@@ -15,8 +15,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Context", "ContextOwner", "InContext"]
 
-#: ``current`` is the serial of the owner whose context this thread last made current.
-_thread = threading.local()
+class _Current(threading.local):
+    #: The serial of the owner whose context this thread last made current (0: none).
+    current = 0
+
+
+_thread = _Current()
+_pstate = _process.state
+#: For hot paths: ``if this_thread.current != owner._serial: owner.make_current()`` skips the
+#: call when the context is already current (the owner of an object in use is open: its close
+#: closes its children first, and a child's close waits for that use).
+this_thread = _thread
 
 
 class ContextOwner(Resource):
@@ -38,16 +47,15 @@ class ContextOwner(Resource):
 
     def make_current(self) -> None:
         """Make this context current in the calling thread (a no-op when it already is)."""
-        self._checked_handle()
-        if getattr(_thread, "current", 0) != self._serial:
+        if self._handle is None or self._pid != _pstate.pid:
+            self._raise_unusable()
+        if _thread.current != self._serial:
             _backend.call("rt.set_context", self._ctx, resource=self)
             _thread.current = self._serial
 
     def _close_children(self) -> None:
         # Drain this context's streams before anything is freed: pyacl's free is immediate.
-        from .stream import busy_streams
-
-        for stream in busy_streams():
+        for stream in _inflight.busy_streams():
             if stream.owner is self:
                 stream._drain_if_busy()
         super()._close_children()
@@ -56,7 +64,7 @@ class ContextOwner(Resource):
         _thread.current = self._serial
 
     def _forget_current(self) -> None:
-        if getattr(_thread, "current", 0) == self._serial:
+        if _thread.current == self._serial:
             _thread.current = 0
 
 
@@ -101,9 +109,7 @@ class Context(ContextOwner):
     __slots__ = ("_device",)
 
     def __init__(self, device: Device) -> None:
-        from .device import Device
-
-        if not isinstance(device, Device):
+        if not isinstance(device, ContextOwner) or device.device is not device:
             raise TypeError(f"Context() takes a Device, not {type(device).__name__}")
         super().__init__(device)
         self._device = device

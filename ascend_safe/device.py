@@ -6,7 +6,7 @@ import functools
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from typing_extensions import Self
 
@@ -17,11 +17,9 @@ from ._staging import StagingPool
 from .constants import MallocPolicy, MemAttr
 from .context import Context, ContextOwner
 from .errors import ProcessLimitError, SlotWaitTimeoutError
-
-if TYPE_CHECKING:
-    from .event import Event
-    from .memory import DeviceMemory, DvppMemory, Fill, HostMemory
-    from .stream import DefaultStream, Stream
+from .event import Event
+from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, Fill, HostMemory, StagingMemory
+from .stream import DefaultStream, Stream, StreamQuota, device_marks
 
 __all__ = ["Device"]
 
@@ -33,14 +31,13 @@ class _SlotTable:
         self.lock = threading.Lock()
         self.held: dict[int, tuple[slots.DeviceSlot, int]] = {}
 
-    def take(self, device_id: int, timeout: float | None) -> None:
+    def take(self, device_id: int, timeout: float | None, soc: str | None) -> None:
         with self.lock:
             entry = self.held.get(device_id)
             if entry is not None:
                 self.held[device_id] = (entry[0], entry[1] + 1)
                 return
-        soc = _backend.call_value("get_soc_name")
-        limit = slots.process_limit(soc if isinstance(soc, str) else None)
+        limit = slots.process_limit(soc)
         slot = _acquire_slot(device_id, limit, timeout)  # may wait: not under the lock
         with self.lock:
             entry = self.held.get(device_id)
@@ -100,26 +97,40 @@ class Device(ContextOwner):
     or after waiting up to *slot_timeout* seconds (``None`` or ``math.inf``: wait as long as it
     takes).
 
+    Streams are capped per device (:class:`StreamLimitError` past the cap, instead of the
+    runtime's 207008): *max_streams*, else ``ASCEND_SAFE_MAX_STREAMS``, else the product's
+    limit less a reserve for the runtime's own streams (see :func:`stream.product_stream_limit`).
+
     Closing the session closes everything created on it (data buffers, events, memory, streams,
     contexts, in that order, newest first within a kind) and then resets the device.
     """
 
     kind = "device"
     teardown_rank = 5
-    __slots__ = ("_default_stream", "_id", "_lost", "_staging")
+    __slots__ = ("_default_stream", "_id", "_lost", "_max_streams", "_staging", "_stream_quota")
 
-    def __init__(self, device_id: int = 0, *, slot_timeout: float | None = 0.0) -> None:
+    def __init__(
+        self,
+        device_id: int = 0,
+        *,
+        slot_timeout: float | None = 0.0,
+        max_streams: int | None = None,
+    ) -> None:
         device_id = _validate.index(device_id, "device id", minimum=0)
         slot_timeout = _validate.timeout(slot_timeout, "slot_timeout", maximum=None)
+        if max_streams is not None:
+            max_streams = _validate.index(max_streams, "max_streams", minimum=1)
         super().__init__(None)
         self._id = device_id
         #: Set once pyacl reports the device gone: cleanup then skips waiting for its work.
         self._lost = False
-        self._staging = StagingPool(self)
+        self._max_streams = max_streams
+        self._staging = StagingPool(self._new_staging)
         self._construct(lambda: self._create(slot_timeout))
-        from .stream import DefaultStream
-
         self._default_stream = DefaultStream(self)
+
+    def _new_staging(self, nbytes: int) -> StagingMemory:
+        return StagingMemory(self, nbytes, fill=UNINITIALIZED)
 
     def _create(self, slot_timeout: float | None) -> int:
         device_id = self._id
@@ -130,7 +141,10 @@ class Device(ContextOwner):
                 f"device {device_id} does not exist: this machine has {count} device(s), "
                 f"ids 0..{count - 1}"
             )
-        _slot_table.take(device_id, slot_timeout)
+        name = _backend.call_value("get_soc_name")
+        soc = name if isinstance(name, str) else None
+        self._stream_quota = StreamQuota(device_id, self._max_streams, soc)
+        _slot_table.take(device_id, slot_timeout, soc)
         try:
             _backend.call("rt.set_device", device_id, resource=self)
             try:
@@ -163,6 +177,12 @@ class Device(ContextOwner):
         return self
 
     @property
+    def max_streams(self) -> int:
+        """The cap on streams this process may hold open on the device (see the class doc)."""
+        self._checked_handle()
+        return self._stream_quota.limit
+
+    @property
     def default_stream(self) -> DefaultStream:
         """The default stream of this device's default context, as an explicit object."""
         self._checked_handle()
@@ -174,8 +194,6 @@ class Device(ContextOwner):
         Only the work submitted before the call is known complete afterwards: what other
         threads queue meanwhile stays pending until its own synchronize.
         """
-        from .stream import device_marks
-
         with self._using():
             marks = device_marks(self)
             self.make_current()
@@ -203,34 +221,24 @@ class Device(ContextOwner):
 
     def stream(self) -> Stream:
         """A new stream in this device's default context."""
-        from .stream import Stream
-
         return Stream(self)
 
     def event(self, **options: Any) -> Event:
         """A new event in this device's default context."""
-        from .event import Event
-
         return Event(self, **options)
 
     def malloc(
         self, size: int, *, fill: Fill = 0, policy: MallocPolicy = MallocPolicy.HUGE_FIRST
     ) -> DeviceMemory:
         """Zero-filled (or *fill*-filled) device memory."""
-        from .memory import DeviceMemory
-
         return DeviceMemory(self, size, fill=fill, policy=policy)
 
     def malloc_host(self, size: int, *, fill: Fill = 0) -> HostMemory:
         """Zero-filled page-locked host memory."""
-        from .memory import HostMemory
-
         return HostMemory(self, size, fill=fill)
 
     def dvpp_malloc(self, size: int, *, fill: Fill = 0) -> DvppMemory:
         """Zero-filled DVPP (media) memory."""
-        from .memory import DvppMemory
-
         return DvppMemory(self, size, fill=fill)
 
     def _release(self, handle: Any) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "ResourceLeakWarning",
     "SlotDirectoryError",
     "SlotWaitTimeoutError",
+    "StreamLimitError",
     "SuspendError",
     "WorkCancelledError",
     "category_for",
@@ -711,6 +712,24 @@ class SlotWaitTimeoutError(ProcessLimitError, TimeoutError):
     """No process slot of the device came free within the *slot_timeout* given (a
     :class:`ProcessLimitError` and a :class:`TimeoutError`). Without a timeout (0, the default)
     a full device raises :class:`ProcessLimitError` itself, at once."""
+
+
+class StreamLimitError(AscendSafeError, RuntimeError):
+    """Creating a stream would exceed the cap on streams per device (see ``max_streams``)."""
+
+    device: int
+    limit: int
+    open: int
+
+    def __init__(self, device: int, limit: int, open: int, message: str) -> None:
+        self.device = device
+        self.limit = limit
+        self.open = open
+        self.message = message
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.device, self.limit, self.open, self.message))
 
 
 class BackendUnavailableError(AscendSafeError, ImportError):

@@ -2,77 +2,116 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import Any
 
 from . import _backend, _lifetime, _validate
+from ._interrupts import critical
 from .constants import EventFlag, EventRecordedStatus, EventStatus
-from .context import ContextOwner, InContext
+from .context import ContextOwner, this_thread
 from .errors import AclError, EventNotCompleteError
-from .stream import Stream
-
-if TYPE_CHECKING:
-    pass
+from .stream import Marker, Stream
 
 __all__ = ["Event"]
 
 _OMITTED: Any = object()
 _EVENT_NOT_COMPLETE = 507006  # ACL_ERROR_RT_EVENT_NOT_COMPLETE
+_RECORDED_COMPLETE = int(EventRecordedStatus.COMPLETE)
+_COMPLETE = int(EventStatus.COMPLETE)
+_enter = critical.__enter__
+_exit = critical.__exit__
 
 
-class Event(InContext):
+class Event(Marker):
     """A pyacl event (``acl.rt.create_event``, or ``create_event_with_flag`` given *flags*)."""
 
     kind = "event"
     teardown_rank = 1
-    __slots__ = ("_recorded_on", "_recorded_seq")
+    __slots__ = ()
 
     def __init__(self, owner: ContextOwner, *, flags: EventFlag | int | None = None) -> None:
-        mask = None if flags is None else _validate.flags(flags, EventFlag, "event flags")
-        super().__init__(owner)
-        self._recorded_on: Stream | None = None
-        self._recorded_seq = 0
-        self._construct(lambda: self._create(mask))
-
-    def _create(self, mask: int | None) -> int:
-        self._owner.make_current()
-        if mask is None:
-            handle: int = _backend.call("rt.create_event", resource=self)
+        if flags is None:
+            create: Any = self._create
         else:
-            handle = _backend.call("rt.create_event_with_flag", mask, resource=self)
+            mask = _validate.flags(flags, EventFlag, "event flags")
+            create = functools.partial(self._create_with_flag, mask)
+        Marker.__init__(self, owner)
+        self._recorded_on = None
+        self._recorded_seq = 0
+        self._construct(create)
+
+    def _create(self) -> int:
+        self._owner.make_current()
+        handle: int = _backend.call("rt.create_event", resource=self)
+        return handle
+
+    def _create_with_flag(self, mask: int) -> int:
+        self._owner.make_current()
+        handle: int = _backend.call("rt.create_event_with_flag", mask, resource=self)
         return handle
 
     def record(self, stream: Stream = _OMITTED) -> None:
         """Capture the work queued so far on *stream* (omitted: the device's default stream)."""
-        self._checked_handle()
-        if stream is _OMITTED:
-            stream = self._owner.device.default_stream
-        elif not isinstance(stream, Stream):
-            raise TypeError(
-                f"Event.record() takes a Stream, not {type(stream).__name__}; omit the argument "
-                "to record on the device's default stream"
-            )
-        _validate.same_device(self, stream, "record an event")
-        with self._using() as handle:
-            self._recorded_seq = stream._submit("rt.record_event", handle)
-            self._recorded_on = stream
+        if stream.__class__ is not Stream:  # the common case skips the checks below
+            self._checked_handle()
+            if stream is _OMITTED:
+                stream = self._owner.device.default_stream
+            elif not isinstance(stream, Stream):
+                raise TypeError(
+                    f"Event.record() takes a Stream, not {type(stream).__name__}; omit the "
+                    "argument to record on the device's default stream"
+                )
+        _enter()  # one critical section, a use of both (what stream._submit does, flat)
+        try:
+            handle = self._begin_use()
+            try:
+                owner = stream._owner
+                if owner is not self._owner:
+                    _validate.same_device(self, stream, "record an event")
+                stream_handle = stream._begin_use()
+                try:
+                    if this_thread.current != owner._serial:
+                        owner.make_current()
+                    with stream._lock:
+                        _backend.call("rt.record_event", handle, stream_handle, resource=stream)
+                        seq = stream._seq = stream._seq + 1
+                finally:
+                    stream._end_use()
+                self._recorded_seq = seq
+                self._recorded_on = stream
+            finally:
+                self._end_use()
+        finally:
+            _exit()
 
     def synchronize(self) -> None:
         """Block until the recorded work is done."""
-        with self._using():
-            handle = self._use()
-            _backend.call("rt.synchronize_event", handle, resource=self)
-            self._retire_covered()
+        _enter()
+        try:
+            handle = self._begin_use()
+            try:
+                owner = self._owner
+                if this_thread.current != owner._serial:
+                    owner.make_current()
+                _backend.call("rt.synchronize_event", handle, resource=self)
+                stream = self._recorded_on
+                if stream is not None and (stream._pending or stream._delivering):
+                    stream._retire(self._recorded_seq)
+            finally:
+                self._end_use()
+        finally:
+            _exit()
 
     def query(self) -> bool:
         """True if the recorded work is done (an event never recorded counts as done)."""
-        with self._using():
-            handle = self._use()
+        with self._using() as handle:
+            self._owner.make_current()
             if _backend.has("rt.query_event_status"):
                 status = _backend.call("rt.query_event_status", handle, resource=self)
-                done = bool(status == EventRecordedStatus.COMPLETE)
+                done = bool(status == _RECORDED_COMPLETE)
             else:
                 status = _backend.call("rt.query_event", handle, resource=self)
-                done = bool(status == EventStatus.COMPLETE)
+                done = bool(status == _COMPLETE)
             if done:
                 self._retire_covered()
         return done

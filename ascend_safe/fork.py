@@ -23,8 +23,7 @@ import time
 import warnings
 from typing import Any
 
-from . import _process, _validate
-from . import stream as _stream
+from . import _inflight, _process, _validate
 from .errors import AsyncOperationsPendingError
 
 __all__ = [
@@ -50,7 +49,7 @@ class _Settings:
 
 
 _settings = _Settings()
-_busy = _stream._busy  # the live dict: truthiness is the whole fast path
+_busy = _inflight.busy  # the live dict: truthiness is the whole fast path
 _local = threading.local()
 
 
@@ -80,7 +79,7 @@ def _apply_policy(what: str) -> None:
     policy = _settings.policy
     if policy == "off":
         return
-    streams = _stream.busy_streams()
+    streams = _inflight.busy_streams()
     if not streams:
         return
     names = ", ".join(repr(s) for s in streams[:4]) + (" ..." if len(streams) > 4 else "")

@@ -7,12 +7,14 @@ free is immediate.
 
 from __future__ import annotations
 
+import ctypes
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from . import _backend, _copy, _lifetime, _validate, admission
-from .constants import MallocPolicy
-from .context import ContextOwner, InContext
+from ._interrupts import critical
+from .constants import MallocPolicy, MemcpyKind
+from .context import ContextOwner, InContext, this_thread
 from .stream import Stream
 
 if TYPE_CHECKING:
@@ -22,6 +24,16 @@ if TYPE_CHECKING:
 __all__ = ["UNINITIALIZED", "DeviceMemory", "DvppMemory", "Fill", "HostMemory", "Memory"]
 
 _OMITTED: Any = object()
+_enter = critical.__enter__
+_exit = critical.__exit__
+_bytes_address = _copy.bytes_address
+_HEADER = _copy.BYTES_HEADER
+_window = ctypes.c_char.from_buffer  # holds the buffer (no resize) while the copy runs
+_addressof = ctypes.addressof
+_deferred = _lifetime._deferred
+_H2D = int(MemcpyKind.HOST_TO_DEVICE)
+_H2H = int(MemcpyKind.HOST_TO_HOST)
+_D2H = int(MemcpyKind.DEVICE_TO_HOST)
 
 
 class _Uninitialized:
@@ -69,8 +81,8 @@ class Memory(InContext):
         super().__init__(owner)
         self._size = size
         #: serial -> stream that may still have queued work on this memory (weakly: a dropped
-        #: stream is released, after draining, at the next safe point)
-        self._users: dict[int, weakref.ref[Stream]] = {}
+        #: stream is released, after draining, at the next safe point); None until one queues
+        self._users: dict[int, weakref.ref[Any]] | None = None
         self._construct(lambda: self._create(fill_byte, alloc))
 
     def _create(self, fill_byte: int | None, alloc: dict[str, Any]) -> int:
@@ -137,11 +149,46 @@ class Memory(InContext):
         With *stream*, the copy is queued on it and done once the stream is synchronized; the
         source object is kept alive until then. Omit *stream* for a synchronous copy.
         """
+        if (
+            stream is _OMITTED
+            and nbytes is None
+            and (src.__class__ is bytes or src.__class__ is bytearray)
+            and offset.__class__ is int
+            and src_offset.__class__ is int
+            and src_offset == 0
+        ):  # the common synchronous upload, flat: the same checks as the general path
+            count = len(src)
+            if count and offset >= 0 and offset + count <= self._size:
+                _enter()
+                try:
+                    ptr = self._begin_use()
+                    try:
+                        if self._users or _deferred:
+                            self._wait_idle()
+                        owner = self._owner
+                        if this_thread.current != owner._serial:
+                            owner.make_current()
+                        if src.__class__ is bytearray:  # held (no resize) during the copy
+                            window: Any = _window(src)
+                            address = _addressof(window)
+                        elif _HEADER is not None:
+                            address = id(src) + _HEADER
+                        else:
+                            address = _bytes_address(src)  # type: ignore[arg-type]
+                        _backend.call(
+                            "rt.memcpy", ptr + offset, self._size - offset, address, count,
+                            _H2D if self.on_device else _H2H, resource=self,
+                        )
+                    finally:
+                        self._end_use()
+                finally:
+                    _exit()
+                return
         stream_obj = _stream_arg(stream)
         other = src if isinstance(src, Memory) else None
         with _lifetime.using(self, other, stream_obj):
-            dst = _copy.endpoint(self, writable=True, role="destination")
-            src_end = _copy.endpoint(src, writable=False, role="source")
+            dst = self._endpoint()
+            src_end = _endpoint_of(src, writable=False, role="source")
             count = _copy.remaining(src_end, src_offset, "source") if nbytes is None else nbytes
             _copy.copy(
                 dst, offset, src_end, src_offset, count, stream_obj, ("offset", "src_offset")
@@ -161,19 +208,62 @@ class Memory(InContext):
         Copies the whole memory unless *nbytes* is given. With *stream*, *dst* holds the data
         only after the stream (or an event recorded after the copy) is synchronized.
         """
+        if (
+            stream is _OMITTED
+            and dst.__class__ is bytearray
+            and offset.__class__ is int
+            and dst_offset.__class__ is int
+            and dst_offset == 0
+            and (nbytes is None or nbytes.__class__ is int)
+        ):  # the common synchronous download, flat: the same checks as the general path
+            size = self._size
+            count = size - offset if nbytes is None else nbytes
+            if 0 < count <= len(dst) and offset >= 0 and offset + count <= size:
+                self._download(dst, offset, count)
+                return
         stream_obj = _stream_arg(stream)
         other = dst if isinstance(dst, Memory) else None
         with _lifetime.using(self, other, stream_obj):
-            src = _copy.endpoint(self, writable=False, role="source")
-            dst_end = _copy.endpoint(dst, writable=True, role="destination")
+            src = self._endpoint()
+            dst_end = _endpoint_of(dst, writable=True, role="destination")
             count = _copy.remaining(src, offset, "source") if nbytes is None else nbytes
             _copy.copy(
                 dst_end, dst_offset, src, offset, count, stream_obj, ("dst_offset", "offset")
             )
 
+    def _download(self, out: bytearray, offset: int, count: int) -> None:
+        """Synchronous copy of ``[offset, offset + count)`` (checked) into *out*."""
+        _enter()
+        try:
+            ptr = self._begin_use()
+            try:
+                if self._users or _deferred:
+                    self._wait_idle()
+                window = _window(out)
+                owner = self._owner
+                if this_thread.current != owner._serial:
+                    owner.make_current()
+                _backend.call(
+                    "rt.memcpy", _addressof(window), len(out), ptr + offset, count,
+                    _D2H if self.on_device else _H2H, resource=self,
+                )
+                del window
+            finally:
+                self._end_use()
+        finally:
+            _exit()
+
+    def _endpoint(self) -> _copy.Endpoint:
+        return _copy.Endpoint(self._checked_handle(), self._size, self.on_device, self, self)
+
     def to_bytes(self, nbytes: int | None = None, *, offset: int = 0) -> bytes:
         """A copy of the contents (waits for streams still writing here first)."""
-        src = _copy.endpoint(self, writable=False, role="source")
+        size = self._size
+        if nbytes is None and offset.__class__ is int and 0 <= offset < size:
+            out = bytearray(size - offset)
+            self._download(out, offset, size - offset)
+            return bytes(out)
+        src = self._endpoint()
         available = _copy.remaining(src, offset, "source")
         count = available if nbytes is None else _copy.check_range(src, offset, nbytes, "source")
         out = bytearray(count)  # only once the range is known to fit this memory
@@ -228,13 +318,18 @@ class Memory(InContext):
 
     def _add_user(self, stream: Stream) -> None:
         """*stream* is about to queue work on this memory: a free waits for it from now on."""
-        self._users[stream._serial] = weakref.ref(stream)
+        users = self._users
+        if users is None:
+            users = self._users = {}
+        users[stream._serial] = stream._ref
 
     def _wait_idle(self) -> None:
         """Synchronize the streams that still have queued work on this memory."""
         if _lifetime._deferred:  # dropped streams still draining are released (drained) first
             _lifetime.drain_deferred()
         users = self._users
+        if not users:
+            return
         for key, ref in list(users.items()):
             stream = ref()
             if stream is None:
@@ -315,6 +410,13 @@ class DvppMemory(Memory):
     def _allocate(self, size: int, **alloc: Any) -> int:
         ptr: int = _backend.call("media.dvpp_malloc", size, resource=self)
         return ptr
+
+
+def _endpoint_of(obj: object, *, writable: bool, role: str) -> _copy.Endpoint:
+    """A copy endpoint for a memory object or a bytes-like object."""
+    if isinstance(obj, Memory):
+        return obj._endpoint()
+    return _copy.host_endpoint(obj, writable=writable, role=role)
 
 
 def _check_fill(fill: object) -> int | None:

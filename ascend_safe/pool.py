@@ -106,8 +106,11 @@ class PooledMemory(Memory):
 def _queued_streams(memory: Memory) -> tuple[Stream, ...]:
     """The streams that may still have work queued on *memory* (read from the record the
     copy and fill operations keep for the wait before a free)."""
-    streams = []
-    for ref in list(memory._users.values()):
+    streams: list[Stream] = []
+    users = memory._users
+    if not users:
+        return ()
+    for ref in list(users.values()):
         stream = ref()
         if stream is not None and not stream.closed and stream.busy:
             streams.append(stream)
