@@ -624,7 +624,7 @@ def main() -> None:
             f"{max(eff):.1f} us, as the simulator sleeps it)"
         )
     td = report["teardown"]
-    lines.append("\nTeardown per resource (null backend, streams; us)")
+    lines.append("\nTeardown per resource (null backend, events; us)")
     lines.append(
         "  at device close: "
         + ", ".join(f"{n}: {v:.2f}" for n, v in td["close"].items())
