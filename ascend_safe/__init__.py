@@ -25,8 +25,7 @@ from .constants import (
     StreamFlag,
     StreamStatus,
 )
-from .context import Context
-from .device import Device
+from .device import Context, Device
 from .errors import (
     AclError,
     AclInternalError,

@@ -43,6 +43,9 @@ def test_with_block_keeps_the_resource_type(tmp_path: Path) -> None:
                 m.copy_from(h)
             with asf.Device(0) as d:
                 d.synchronize()
+            with asf.Context(dev) as c, c.stream(priority=0) as cs:
+                c.event(enable_timing=True).record(cs)
+                c.malloc_host(8).copy_from(b"12345678")
         """,
     )
     assert status == 0, out
@@ -58,8 +61,12 @@ def test_misspelled_member_and_keyword_are_caught(tmp_path: Path) -> None:
             with asf.Stream(dev) as s:
                 s.synchronise()
             asf.Stream(dev, priorty=1)
+            dev.event(enable_timng=True)
+            dev.context().event(enable_timing="yes")
         """,
     )
     assert status == 1, out
     assert '"Stream" has no attribute "synchronise"' in out
     assert 'Unexpected keyword argument "priorty"' in out
+    assert 'Unexpected keyword argument "enable_timng"' in out
+    assert 'Argument "enable_timing" to "event"' in out
