@@ -121,6 +121,14 @@ class ContextFactories(ContextOwner):
         """Zero-filled DVPP (media) memory."""
         return DvppMemory(self, size, fill=fill)
 
+    def host_from_numpy(self, array: Any) -> HostMemory:
+        """Page-locked host memory holding a copy of *array* (see :meth:`Memory.from_numpy`)."""
+        return HostMemory.from_numpy(self, array)
+
+    def device_from_numpy(self, array: Any) -> DeviceMemory:
+        """Device memory holding a copy of *array* (see :meth:`Memory.from_numpy`)."""
+        return DeviceMemory.from_numpy(self, array)
+
 
 class Device(ContextFactories):
     """A session on one NPU: initialises pyacl if needed, binds the device, owns its children.
