@@ -436,6 +436,19 @@ class HostMemory(Memory):
             view = view.view(dtype)
         return view.copy() if copy else view
 
+    def __dlpack__(self, *, stream: Any = None, **options: Any) -> Any:
+        """DLPack export of the bytes (a 1-D ``uint8`` tensor on ``kDLCPU``), made by the
+        :meth:`numpy` view: the capsule holds that view, so it counts as one (needs numpy)."""
+        if stream is not None:
+            raise BufferError(
+                f"{self!r} is host memory (kDLCPU): DLPack takes no stream for it, got {stream!r}"
+            )
+        return self.numpy().__dlpack__(stream=None, **options)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """``(kDLCPU, 0)``: pinned host memory is ordinary CPU memory to a DLPack consumer."""
+        return (1, 0)
+
     def _release(self, handle: Any) -> None:
         views = self._views
         live = len(views) if views else 0

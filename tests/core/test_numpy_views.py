@@ -100,3 +100,21 @@ def test_from_numpy_round_trip(sim, kind):
         with pytest.raises(TypeError, match="holds Python objects"):
             asf.DeviceMemory.from_numpy(dev, np.array([object()]))
     assert sim.live_handles() == {}
+
+
+def test_dlpack_export_is_a_view_that_counts(sim):
+    with asf.Device(0) as dev:
+        host = dev.malloc_host(32, fill=6)
+        assert host.__dlpack_device__() == (1, 0)
+        arr = np.from_dlpack(host)
+        assert arr.ctypes.data == host.ptr and (arr == 6).all()
+        arr[0] = 42
+        assert host.to_bytes(1) == b"\x2a"
+        with pytest.raises(asf.LiveViewError):
+            host.close()
+        with pytest.raises(BufferError, match="takes no stream"):
+            host.__dlpack__(stream=1)
+        del arr
+        gc.collect()
+        host.close()
+    assert sim.live_handles() == {}
