@@ -25,8 +25,7 @@ from .constants import (
     StreamFlag,
     StreamStatus,
 )
-from .context import Context
-from .device import Device
+from .device import Context, Device
 from .errors import (
     AclError,
     AclInternalError,
@@ -39,6 +38,7 @@ from .errors import (
     BackendUnavailableError,
     EventNotCompleteError,
     ForkSafetyError,
+    LiveViewError,
     MemoryWaitTimeoutError,
     OutOfDeviceMemoryError,
     PoolLimitError,
@@ -107,6 +107,7 @@ __all__ = [
     "ForkSafetyError",
     "Handle",
     "HostMemory",
+    "LiveViewError",
     "MallocPolicy",
     "MemAttr",
     "MemcpyKind",

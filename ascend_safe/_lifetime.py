@@ -33,6 +33,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Callable, ClassVar, NoReturn
 
+from typing_extensions import Self
+
 from . import _process
 from ._interrupts import POLL, critical, interruption_point
 from .errors import ForkSafetyError, ResourceClosedError
@@ -496,7 +498,7 @@ class Resource:
 
     # -- protocol -----------------------------------------------------------------------------
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         self._checked_handle()
         return self
 

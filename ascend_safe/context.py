@@ -1,6 +1,8 @@
-"""Contexts: the device's default context (owned by a :class:`~ascend_safe.Device`) and explicit
-ones (:class:`Context`). pyacl binds the current context to the calling thread; every operation
-makes its owner's context current first, so resources can be used from any thread."""
+"""The bases of every resource: :class:`ContextOwner` (a device session, owning the device's
+default context, or an explicit :class:`~ascend_safe.Context`; both are built in
+:mod:`ascend_safe.device`) and :class:`InContext` (what is created in one). pyacl binds the
+current context to the calling thread; every operation makes its owner's context current first,
+so resources can be used from any thread."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from ._lifetime import Resource
 if TYPE_CHECKING:
     from .device import Device
 
-__all__ = ["Context", "ContextOwner", "InContext"]
+__all__ = ["ContextOwner", "InContext"]
 
 class _Current(threading.local):
     #: The serial of the owner whose context this thread last made current (0: none).
@@ -99,35 +101,3 @@ class InContext(Resource):
 
     def _describe(self) -> str:
         return f" device={self._owner.device.id}"
-
-
-class Context(ContextOwner):
-    """An explicit context on a device (``acl.rt.create_context``), destroyed at close."""
-
-    kind = "context"
-    teardown_rank = 4
-    __slots__ = ("_device",)
-
-    def __init__(self, device: Device) -> None:
-        if not isinstance(device, ContextOwner) or device.device is not device:
-            raise TypeError(f"Context() takes a Device, not {type(device).__name__}")
-        super().__init__(device)
-        self._device = device
-        self._construct(self._create)
-
-    def _create(self) -> int:
-        ctx: int = _backend.call("rt.create_context", self._device.id, resource=self)
-        self._ctx = ctx
-        self._became_current()
-        return ctx
-
-    @property
-    def device(self) -> Device:
-        return self._device
-
-    def _release(self, handle: Any) -> None:
-        _backend.call("rt.destroy_context", handle, resource=self)
-        self._forget_current()
-
-    def _describe(self) -> str:
-        return f" device={self._device.id}"

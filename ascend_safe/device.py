@@ -1,4 +1,5 @@
-"""Device sessions: ``acl.rt.set_device`` when opened, ``acl.rt.reset_device`` at close."""
+"""Device sessions (``acl.rt.set_device`` when opened, ``acl.rt.reset_device`` at close) and
+explicit contexts; both create streams, events and memory through the same factory methods."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from . import _backend, _process, _runtime, _scope, _validate, admission, slots
 from ._interrupts import POLL, interruption_point
 from ._lifetime import call_all
 from ._staging import StagingPool
-from .constants import MallocPolicy, MemAttr
-from .context import Context, ContextOwner
+from .constants import EventFlag, MallocPolicy, MemAttr, StreamFlag
+from .context import ContextOwner
 from .errors import ProcessLimitError, SlotWaitTimeoutError
 from .event import Event
 from .memory import UNINITIALIZED, DeviceMemory, DvppMemory, Fill, HostMemory, StagingMemory
 from .stream import DefaultStream, Stream, StreamQuota, device_marks
 
-__all__ = ["Device"]
+__all__ = ["Context", "ContextFactories", "Device"]
 
 
 class _SlotTable:
@@ -89,7 +90,47 @@ _slot_table = _SlotTable()
 _process.on_fork_child(_slot_table.forget)
 
 
-class Device(ContextOwner):
+class ContextFactories(ContextOwner):
+    """The factory methods a :class:`Device` and a :class:`Context` share: each creates the
+    resource in that context (a device's default one, or the explicit context). The classes
+    can be used directly too (``Stream(ctx)`` is ``ctx.stream()``)."""
+
+    __slots__ = ()
+
+    def stream(self, *, priority: int | None = None, flags: StreamFlag | int = 0) -> Stream:
+        """A new stream in this context (see :class:`Stream` for *priority* and *flags*)."""
+        return Stream(self, priority=priority, flags=flags)
+
+    def event(
+        self, *, flags: EventFlag | int | None = None, enable_timing: bool | None = None
+    ) -> Event:
+        """A new event in this context (see :class:`Event` for *flags* and *enable_timing*)."""
+        return Event(self, flags=flags, enable_timing=enable_timing)
+
+    def malloc(
+        self, size: int, *, fill: Fill = 0, policy: MallocPolicy | int = MallocPolicy.HUGE_FIRST
+    ) -> DeviceMemory:
+        """Zero-filled (or *fill*-filled) device memory."""
+        return DeviceMemory(self, size, fill=fill, policy=policy)
+
+    def malloc_host(self, size: int, *, fill: Fill = 0) -> HostMemory:
+        """Zero-filled page-locked host memory."""
+        return HostMemory(self, size, fill=fill)
+
+    def dvpp_malloc(self, size: int, *, fill: Fill = 0) -> DvppMemory:
+        """Zero-filled DVPP (media) memory."""
+        return DvppMemory(self, size, fill=fill)
+
+    def host_from_numpy(self, array: Any) -> HostMemory:
+        """Page-locked host memory holding a copy of *array* (see :meth:`Memory.from_numpy`)."""
+        return HostMemory.from_numpy(self, array)
+
+    def device_from_numpy(self, array: Any) -> DeviceMemory:
+        """Device memory holding a copy of *array* (see :meth:`Memory.from_numpy`)."""
+        return DeviceMemory.from_numpy(self, array)
+
+
+class Device(ContextFactories):
     """A session on one NPU: initialises pyacl if needed, binds the device, owns its children.
 
     Opening the first session on a device in this process takes one of the device's process
@@ -219,28 +260,6 @@ class Device(ContextOwner):
         """A new explicit context on this device."""
         return Context(self)
 
-    def stream(self) -> Stream:
-        """A new stream in this device's default context."""
-        return Stream(self)
-
-    def event(self, **options: Any) -> Event:
-        """A new event in this device's default context."""
-        return Event(self, **options)
-
-    def malloc(
-        self, size: int, *, fill: Fill = 0, policy: MallocPolicy = MallocPolicy.HUGE_FIRST
-    ) -> DeviceMemory:
-        """Zero-filled (or *fill*-filled) device memory."""
-        return DeviceMemory(self, size, fill=fill, policy=policy)
-
-    def malloc_host(self, size: int, *, fill: Fill = 0) -> HostMemory:
-        """Zero-filled page-locked host memory."""
-        return HostMemory(self, size, fill=fill)
-
-    def dvpp_malloc(self, size: int, *, fill: Fill = 0) -> DvppMemory:
-        """Zero-filled DVPP (media) memory."""
-        return DvppMemory(self, size, fill=fill)
-
     def _release(self, handle: Any) -> None:
         default_stream = getattr(self, "_default_stream", None)  # None if still being built
         if default_stream is not None:
@@ -251,3 +270,35 @@ class Device(ContextOwner):
 
     def _describe(self) -> str:
         return f" id={self._id}"
+
+
+class Context(ContextFactories):
+    """An explicit context on a device (``acl.rt.create_context``), destroyed at close."""
+
+    kind = "context"
+    teardown_rank = 4
+    __slots__ = ("_device",)
+
+    def __init__(self, device: Device) -> None:
+        if not isinstance(device, ContextOwner) or device.device is not device:
+            raise TypeError(f"Context() takes a Device, not {type(device).__name__}")
+        super().__init__(device)
+        self._device = device
+        self._construct(self._create)
+
+    def _create(self) -> int:
+        ctx: int = _backend.call("rt.create_context", self._device.id, resource=self)
+        self._ctx = ctx
+        self._became_current()
+        return ctx
+
+    @property
+    def device(self) -> Device:
+        return self._device
+
+    def _release(self, handle: Any) -> None:
+        _backend.call("rt.destroy_context", handle, resource=self)
+        self._forget_current()
+
+    def _describe(self) -> str:
+        return f" device={self._device.id}"

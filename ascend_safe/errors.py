@@ -44,6 +44,7 @@ __all__ = [
     "ErrorInfo",
     "EventNotCompleteError",
     "ForkSafetyError",
+    "LiveViewError",
     "MemoryWaitTimeoutError",
     "OutOfDeviceMemoryError",
     "PoolLimitError",
@@ -665,6 +666,11 @@ class AsyncOperationsPendingError(AscendSafeError, RuntimeError):
 class EventNotCompleteError(AsyncOperationsPendingError):
     """An event's recorded work has not completed yet (``Event.elapsed_time`` before the end
     event completed): synchronize the event (or its stream) first."""
+
+
+class LiveViewError(AscendSafeError, BufferError):
+    """Host memory was closed (directly or with its device) while numpy views of it were still
+    alive: it stays open, so the views never read freed memory. Delete the arrays first."""
 
 
 class MemoryWaitTimeoutError(OutOfDeviceMemoryError, TimeoutError):

@@ -23,13 +23,27 @@ _exit = critical.__exit__
 
 
 class Event(Marker):
-    """A pyacl event (``acl.rt.create_event``, or ``create_event_with_flag`` given *flags*)."""
+    """A pyacl event (``acl.rt.create_event``, or ``create_event_with_flag`` given *flags*).
+
+    *enable_timing* is the GPU-world spelling of :attr:`EventFlag.TIME_LINE`: ``True`` adds
+    that flag to *flags* (without *flags*, the plain event already has it: pyACL creates it with
+    ``RT_EVENT_DEFAULT``, which includes the timeline); ``False`` is accepted only with *flags*
+    that leave ``TIME_LINE`` out, since pyACL has no plain event without timing.
+    """
 
     kind = "event"
     teardown_rank = 1
     __slots__ = ()
 
-    def __init__(self, owner: ContextOwner, *, flags: EventFlag | int | None = None) -> None:
+    def __init__(
+        self,
+        owner: ContextOwner,
+        *,
+        flags: EventFlag | int | None = None,
+        enable_timing: bool | None = None,
+    ) -> None:
+        if enable_timing is not None:
+            flags = _timing_flags(flags, enable_timing)
         if flags is None:
             create: Any = self._create
         else:
@@ -165,3 +179,25 @@ class Event(Marker):
         _backend.call("rt.destroy_event", handle, resource=self)
         self._recorded_on = None
 
+
+def _timing_flags(flags: EventFlag | int | None, enable_timing: object) -> EventFlag | int | None:
+    """*flags* with *enable_timing* (``True``/``False``) folded in as ``EventFlag.TIME_LINE``."""
+    if not isinstance(enable_timing, bool):
+        raise TypeError(f"enable_timing must be True or False, not {enable_timing!r}")
+    if flags is None:
+        if enable_timing:
+            return None  # create_event's RT_EVENT_DEFAULT includes TIME_LINE
+        raise ValueError(
+            "enable_timing=False needs explicit flags: pyACL's plain event (create_event) always "
+            "has the timeline; pass flags=EventFlag.SYNC (or other flags without TIME_LINE) for "
+            "an event without timing, or leave enable_timing out"
+        )
+    mask = _validate.flags(flags, EventFlag, "event flags")
+    if enable_timing:
+        return mask | EventFlag.TIME_LINE
+    if mask & EventFlag.TIME_LINE:
+        raise ValueError(
+            f"enable_timing=False contradicts flags=0x{mask:x}, which include "
+            "EventFlag.TIME_LINE (0x8); drop one of the two"
+        )
+    return mask

@@ -11,14 +11,18 @@ import ctypes
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
+from typing_extensions import Self
+
 from . import _backend, _copy, _lifetime, _validate, admission
 from ._interrupts import critical
 from .constants import MallocPolicy, MemcpyKind
 from .context import ContextOwner, InContext, this_thread
+from .errors import LiveViewError
 from .stream import Stream
 
 if TYPE_CHECKING:
     import numpy
+    from numpy import ndarray as _NDArray  # inside HostMemory, "numpy" is its method
 
 
 __all__ = ["UNINITIALIZED", "DeviceMemory", "DvppMemory", "Fill", "HostMemory", "Memory"]
@@ -274,26 +278,34 @@ class Memory(InContext):
         """A numpy array holding a copy of the contents (needs numpy)."""
         import numpy as np
 
-        dt = np.dtype(dtype)
-        _validate.plain_dtype(dt, "to_numpy() dtype")
-        if not dt.itemsize:
-            raise ValueError(f"to_numpy() dtype {dt!r} has no size; give a sized dtype")
-        if shape is None:
-            count = self._size // dt.itemsize
-        else:
-            entries = shape if isinstance(shape, (tuple, list)) else (shape,)
-            dims = tuple(_validate.index(n, "to_numpy() shape entry", minimum=0) for n in entries)
-            count = 1
-            for n in dims:
-                count *= n
-            if count * dt.itemsize > self._size:
-                raise ValueError(
-                    f"to_numpy() shape {dims} of {dt} needs {count * dt.itemsize} bytes but "
-                    f"{self!r} holds {self._size}; pass a smaller shape"
-                )
+        dt, count, dims = _layout(self, dtype, shape, "to_numpy()")
         out = np.empty(count, dtype=dt)
         self.copy_to(out, nbytes=out.nbytes)
-        return out if shape is None else out.reshape(dims)
+        return out if dims is None else out.reshape(dims)
+
+    @classmethod
+    def from_numpy(cls, owner: ContextOwner, array: Any) -> Self:
+        """New memory in *owner* holding a copy of *array*'s bytes (C order; needs numpy).
+
+        The memory has exactly ``array.nbytes`` bytes; read it back with
+        ``to_numpy(array.dtype, array.shape)`` (or, for host memory, view it with ``numpy()``).
+        """
+        import numpy as np
+
+        arr = np.asarray(array)
+        _validate.plain_dtype(arr.dtype, "from_numpy() dtype")
+        if not arr.nbytes:
+            raise ValueError(
+                f"from_numpy() got an empty array (shape {arr.shape}, {arr.dtype}); memory must "
+                "hold at least one byte"
+            )
+        memory = cls(owner, arr.nbytes, fill=UNINITIALIZED)
+        try:
+            memory.copy_from(arr)
+        except BaseException:
+            memory.close()
+            raise
+        return memory
 
     def fill(self, value: int, *, stream: Stream = _OMITTED) -> None:
         """Set every byte to *value* (on *stream* if given)."""
@@ -375,16 +387,98 @@ class DeviceMemory(Memory):
 
 
 class HostMemory(Memory):
-    """Page-locked host memory from ``acl.rt.malloc_host`` (freed with ``acl.rt.free_host``)."""
+    """Page-locked host memory from ``acl.rt.malloc_host`` (freed with ``acl.rt.free_host``).
+
+    :meth:`numpy` (and ``np.asarray(mem)``) gives a zero-copy numpy view. A view keeps the
+    memory alive; closing the memory (or its device) while a view is alive raises
+    :class:`LiveViewError` and leaves it open, so the view never reads freed memory. Only the
+    exit teardown frees it regardless, as the process ends.
+    """
 
     kind = "host memory"
     on_device = False
     _free_api = "rt.free_host"
-    __slots__ = ()
+    __slots__ = ("_views",)
+
+    def __init__(self, owner: ContextOwner, size: int, *, fill: Fill = 0) -> None:
+        #: The live exporters of numpy views (see :meth:`numpy`); None until one is made.
+        self._views: weakref.WeakSet[_HostView] | None = None
+        super().__init__(owner, size, fill=fill)
+
+    def numpy(
+        self, dtype: Any = "uint8", shape: int | tuple[int, ...] | None = None
+    ) -> _NDArray:
+        """A zero-copy numpy view of this memory (needs numpy): writes through it are writes
+        to the memory, and the other way round.
+
+        *dtype* (default bytes) and *shape* (default: as many whole elements as fit) say how to
+        read it. Streams still writing here are waited for first; work queued later is not:
+        synchronize its stream before reading. The view keeps the memory alive, and closing
+        the memory while it is alive raises :class:`LiveViewError` (see the class doc).
+        """
+        import numpy as np
+
+        dt, count, dims = _layout(self, dtype, shape, "numpy()")
+        with self._using():
+            self._wait_idle()
+            exporter = _HostView(self, self._checked_handle(), count * dt.itemsize)
+            views = self._views
+            if views is None:
+                views = self._views = weakref.WeakSet()
+            views.add(exporter)
+        flat: _NDArray = np.asarray(exporter).view(dt)
+        return flat if dims is None else flat.reshape(dims)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> _NDArray:
+        """``np.asarray(mem)``: the zero-copy byte view of :meth:`numpy` (a copy if asked)."""
+        view = self.numpy()
+        if dtype is not None:
+            view = view.view(dtype)
+        return view.copy() if copy else view
+
+    def __dlpack__(self, *, stream: Any = None, **options: Any) -> Any:
+        """DLPack export of the bytes (a 1-D ``uint8`` tensor on ``kDLCPU``), made by the
+        :meth:`numpy` view: the capsule holds that view, so it counts as one (needs numpy)."""
+        if stream is not None:
+            raise BufferError(
+                f"{self!r} is host memory (kDLCPU): DLPack takes no stream for it, got {stream!r}"
+            )
+        return self.numpy().__dlpack__(stream=None, **options)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """``(kDLCPU, 0)``: pinned host memory is ordinary CPU memory to a DLPack consumer."""
+        return (1, 0)
+
+    def _release(self, handle: Any) -> None:
+        views = self._views
+        live = len(views) if views else 0
+        if live and _lifetime.flags.close_timeout is None:  # set by the exit teardown only
+            raise LiveViewError(
+                f"cannot close {self!r}: {live} numpy view(s) of it are still alive, and "
+                "freeing the memory would leave them reading freed memory. Delete the arrays "
+                "(and arrays sliced from them) first, or take copies with to_numpy()"
+            )
+        super()._release(handle)
 
     def _allocate(self, size: int, **alloc: Any) -> int:
         ptr: int = _backend.call("rt.malloc_host", size, resource=self)
         return ptr
+
+
+class _HostView:
+    """The object a numpy view of :class:`HostMemory` is made from: it holds the memory, so the
+    memory outlives every array over it, and exports the bytes by ``__array_interface__``."""
+
+    __slots__ = ("__array_interface__", "__weakref__", "memory")
+
+    def __init__(self, memory: HostMemory, ptr: int, nbytes: int) -> None:
+        self.memory = memory
+        self.__array_interface__ = {
+            "version": 3,
+            "data": (ptr, False),
+            "typestr": "|u1",
+            "shape": (nbytes,),
+        }
 
 
 class StagingMemory(HostMemory):
@@ -417,6 +511,31 @@ def _endpoint_of(obj: object, *, writable: bool, role: str) -> _copy.Endpoint:
     if isinstance(obj, Memory):
         return obj._endpoint()
     return _copy.host_endpoint(obj, writable=writable, role=role)
+
+
+def _layout(
+    memory: Memory, dtype: Any, shape: object, name: str
+) -> tuple[Any, int, tuple[int, ...] | None]:
+    """``(dtype, element count, shape or None)`` of an array over *memory*, checked to fit."""
+    import numpy as np
+
+    dt = np.dtype(dtype)
+    _validate.plain_dtype(dt, f"{name} dtype")
+    if not dt.itemsize:
+        raise ValueError(f"{name} dtype {dt!r} has no size; give a sized dtype")
+    if shape is None:
+        return dt, memory.size // dt.itemsize, None
+    entries = shape if isinstance(shape, (tuple, list)) else (shape,)
+    dims = tuple(_validate.index(n, f"{name} shape entry", minimum=0) for n in entries)
+    count = 1
+    for n in dims:
+        count *= n
+    if count * dt.itemsize > memory.size:
+        raise ValueError(
+            f"{name} shape {dims} of {dt} needs {count * dt.itemsize} bytes but "
+            f"{memory!r} holds {memory.size}; pass a smaller shape"
+        )
+    return dt, count, dims
 
 
 def _check_fill(fill: object) -> int | None:

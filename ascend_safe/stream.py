@@ -176,7 +176,13 @@ class Marker(InContext):
 
 
 class Stream(InContext):
-    """A pyacl stream (``acl.rt.create_stream``): an ordered queue of device work."""
+    """A pyacl stream (``acl.rt.create_stream``): an ordered queue of device work.
+
+    ``with Stream(dev) as s:`` *closes* the stream when the block ends (after draining its
+    work), like every resource; it does not make the stream "current" as in CuPy or PyTorch.
+    There is no current stream: every asynchronous operation takes its stream explicitly, and
+    leaving the stream out of a copy makes it synchronous.
+    """
 
     kind = "stream"
     teardown_rank = 3

@@ -30,14 +30,14 @@ LAYERS = [
     "admission",
     "_staging",  # the copy engine: pinned staging buffers ...
     "_copy",  # ... and endpoints, bounds, async keep-alive (imports no resource)
-    "context",  # the bases every resource builds on (ContextOwner, InContext), and Context
+    "context",  # the bases every resource builds on (ContextOwner, InContext)
     "stream",
     "event",
     "memory",
     "buffer",
     "handles",
     "model",
-    "device",  # the facade that creates the resources
+    "device",  # the facade: Device and Context, which create the resources
     "pool",
     "fork",
     "workers",

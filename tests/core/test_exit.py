@@ -104,3 +104,20 @@ def test_user_initialised_pyacl_is_not_finalized_by_library(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
     assert proc.stderr == ""
+
+
+def test_exit_teardown_frees_host_memory_under_a_live_numpy_view(tmp_path):
+    pytest.importorskip("numpy")
+    script = tmp_path / "prog.py"
+    script.write_text(
+        textwrap.dedent(PRELUDE) + "view = dev.malloc_host(64, fill=2).numpy()\n"
+    )
+    report = tmp_path / "report.json"
+    env = dict(os.environ, REPORT=str(report), PYTHONWARNINGS="default")
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "LiveViewError" not in proc.stderr and "exit teardown" not in proc.stderr
+    data = json.loads(report.read_text())
+    assert data["handles"] == {} and data["violations"] == [], data
