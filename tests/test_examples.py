@@ -21,7 +21,7 @@ EXPECTED = {
         "0 live resources",
     ],
     "worker_pool.py": [
-        "16 batches on devices [0, 1]",
+        "16 batches on devices",  # which devices served them depends on scheduling
         "worker error: OutOfDeviceMemoryError code 207001 from acl.rt.malloc",
         "leak caught: leaky left resources open",
         "parent holds: 0 live resources",
