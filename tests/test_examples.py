@@ -34,6 +34,7 @@ EXPECTED = {
         "async into own memory:",
         "model unloaded: True",
     ],
+    "suspend_service.py": ["1 suspend(s), 0 unit(s) cancelled"],
     "rc_memory_admission.py": [
         "refused: 400000 bytes requested",
         "then got 400000 bytes",
