@@ -16,13 +16,15 @@ installed later); :func:`signal.getsignal` still returns the handler the program
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
+from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import Any, Callable, Optional
 
-__all__ = ["POLL", "critical", "depth", "interruption_point"]
+__all__ = ["POLL", "critical", "depth", "interruption_point", "run_all"]
 
 _Handler = Callable[[int, Optional[FrameType]], Any]
 _get_ident = threading.get_ident
@@ -119,15 +121,14 @@ class _Critical:
                 _run_pending()
 
 
-def _run_pending() -> None:
-    """Run the deferred handlers in arrival order; the first exception propagates after all
-    of them have run."""
-    pending = _state.pending
+def run_all(calls: Iterable[Callable[[], object]]) -> None:
+    """Run every call (taken lazily from *calls*) even if some fail, then raise the first
+    exception, an interrupt included: cleanup and deliveries others wait for are never cut
+    short by one failure."""
     first: BaseException | None = None
-    while pending:
-        handler, signum, frame = pending.pop(0)
+    for call in calls:
         try:
-            handler(signum, frame)
+            call()
         except BaseException as exc:
             if first is None:
                 first = exc
@@ -136,6 +137,18 @@ def _run_pending() -> None:
             raise first
         finally:
             first = None
+
+
+def _run_pending() -> None:
+    """Run the deferred handlers in arrival order (including any deferred meanwhile)."""
+    pending = _state.pending
+
+    def arrived() -> Iterator[Callable[[], object]]:
+        while pending:
+            handler, signum, frame = pending.pop(0)
+            yield functools.partial(handler, signum, frame)
+
+    run_all(arrived())
 
 
 #: The critical-section context manager (reentrant, thread-safe, no system call).

@@ -36,7 +36,7 @@ from typing import Any, Callable, ClassVar, NoReturn
 from typing_extensions import Self
 
 from . import _process
-from ._interrupts import POLL, critical, interruption_point
+from ._interrupts import POLL, critical, interruption_point, run_all
 from .errors import ForkSafetyError, ResourceClosedError
 
 __all__ = [
@@ -585,18 +585,7 @@ class using:
 def _end_every(resources: list[Resource]) -> None:
     """End a use of each of *resources* (newest first), even if a postponed close that one of
     them runs is interrupted; then raise the first error."""
-    first: BaseException | None = None
-    for r in reversed(resources):
-        try:
-            r._end_use()
-        except BaseException as exc:
-            if first is None:
-                first = exc
-    if first is not None:
-        try:
-            raise first
-        finally:
-            first = None
+    run_all([r._end_use for r in reversed(resources)])
 
 
 def set_tracing(enabled: bool) -> bool:
@@ -646,16 +635,8 @@ def _new_locks_in_child() -> None:
 _process.on_fork_child(_new_locks_in_child)
 
 
-def call_all(calls: list[Callable[[], object]]) -> None:
-    """Run every call, then raise the first error any of them raised."""
-    first_error: Exception | None = None
-    for fn in calls:
-        try:
-            fn()
-        except Exception as exc:
-            first_error = first_error or exc
-    if first_error is not None:
-        raise first_error
+#: Run every call, then raise the first error (kept under this name for the resources).
+call_all = run_all
 
 
 def drain_deferred() -> None:

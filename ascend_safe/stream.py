@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from . import _backend, _inflight, _lifetime, _process, _validate
-from ._interrupts import POLL, critical, interruption_point
+from ._interrupts import POLL, critical, interruption_point, run_all
 from .constants import StreamFlag, StreamStatus
 from .context import ContextOwner, InContext, this_thread
 from .errors import AclError, ResourceClosedError, StreamLimitError, make_acl_error
@@ -316,7 +316,7 @@ class Stream(InContext):
                         _busy.pop(self._serial, None)
             if batch:
                 try:
-                    _run_every(steps)
+                    run_all(steps)
                 finally:
                     with self._lock:
                         assert self._delivering is not None
@@ -484,23 +484,6 @@ class DefaultStream(Stream):
 
     def _release(self, handle: Any) -> None:
         self._drain_for_cleanup(handle)
-
-
-def _run_every(steps: list[Callable[[], object]]) -> None:
-    """Run every step even if one fails (each is a delivery someone waits for), then raise
-    the first error, an interrupt included."""
-    first: BaseException | None = None
-    for step in steps:
-        try:
-            step()
-        except BaseException as exc:
-            if first is None:
-                first = exc
-    if first is not None:
-        try:
-            raise first
-        finally:
-            first = None
 
 
 def device_marks(device: Device) -> list[tuple[Stream, int]]:
