@@ -265,35 +265,22 @@ def _cases(asf: Any, acl: Any, dev: Any, sizes: tuple[int, ...]) -> dict[str, tu
 
     cases["create+close DataBuffer"] = (raw_buffer_cycle, lambda: asf.DataBuffer(mem).close())
 
-    def raw_device_cycle() -> None:
-        p = acl.rt.malloc(S, 0)[0]
-        acl.rt.memset(p, S, 0, S)
-        acl.rt.free(p)
-
-    cases["create+close DeviceMemory (zeroed) 4 KiB"] = (
-        raw_device_cycle,
-        lambda: asf.DeviceMemory(dev, S).close(),
+    memory_kinds: tuple[tuple[str, Fn, Callable[[int], Any], Any], ...] = (
+        ("DeviceMemory", lambda: acl.rt.malloc(S, 0)[0], acl.rt.free, asf.DeviceMemory),
+        ("HostMemory", lambda: acl.rt.malloc_host(S)[0], acl.rt.free_host, asf.HostMemory),
+        ("DvppMemory", lambda: acl.media.dvpp_malloc(S)[0], acl.media.dvpp_free, asf.DvppMemory),
     )
+    for name, allocate, free, kind in memory_kinds:
 
-    def raw_host_cycle() -> None:
-        p = acl.rt.malloc_host(S)[0]
-        acl.rt.memset(p, S, 0, S)
-        acl.rt.free_host(p)
+        def raw_cycle(allocate: Fn = allocate, free: Callable[[int], Any] = free) -> None:
+            p = allocate()
+            acl.rt.memset(p, S, 0, S)
+            free(p)
 
-    cases["create+close HostMemory (zeroed) 4 KiB"] = (
-        raw_host_cycle,
-        lambda: asf.HostMemory(dev, S).close(),
-    )
-
-    def raw_dvpp_cycle() -> None:
-        p = acl.media.dvpp_malloc(S)[0]
-        acl.rt.memset(p, S, 0, S)
-        acl.media.dvpp_free(p)
-
-    cases["create+close DvppMemory (zeroed) 4 KiB"] = (
-        raw_dvpp_cycle,
-        lambda: asf.DvppMemory(dev, S).close(),
-    )
+        cases[f"create+close {name} (zeroed) 4 KiB"] = (
+            raw_cycle,
+            lambda kind=kind: kind(dev, S).close(),
+        )
     return cases
 
 
