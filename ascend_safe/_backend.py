@@ -162,6 +162,16 @@ def simulated_slot_dir() -> str | None:
     return os.path.join(sim.state_dir(), "ascend_safe-slots")
 
 
+def simulated_process_limit() -> int | None:
+    """On the simulator, the per-device process limit of the simulated machine (not of the
+    host the simulator runs on); None on real pyacl and the null backend."""
+    if backend_name() != "sim":
+        return None
+    from . import sim  # already imported: the simulator is the backend
+
+    return sim.process_limit()
+
+
 def _run_exit_hooks() -> None:
     for hook in exit_hooks:
         try:

@@ -208,7 +208,8 @@ def detect_vm() -> bool:
 
 
 def process_limit(soc_name: str | None) -> int:
-    """Processes allowed per device: ``ASCEND_SAFE_MAX_PROCS`` or the product's CANN limit."""
+    """Processes allowed per device: ``ASCEND_SAFE_MAX_PROCS``, else the product's CANN limit
+    (on the simulator, the simulated machine's)."""
     raw = os.environ.get(ENV_MAX_PROCS, "").strip()
     if raw:
         try:
@@ -218,6 +219,9 @@ def process_limit(soc_name: str | None) -> int:
         if value <= 0:
             raise ValueError(f"{ENV_MAX_PROCS} must be a positive integer, got {raw!r}")
         return value
+    simulated = _backend.simulated_process_limit()
+    if simulated is not None:  # the simulated machine's product and VM flag, not the host's
+        return simulated
     return product_limit(soc_name, vm=detect_vm())
 
 

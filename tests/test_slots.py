@@ -181,15 +181,16 @@ def test_max_procs_bad_value(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
 
 
 def test_vm_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On real pyacl, the limit is the product's for the host's VM status."""
     monkeypatch.setenv("ASCEND_SAFE_VM", "1")
     assert detect_vm() is True
-    assert process_limit("Ascend910B4") == 32
+    assert product_limit("Ascend910B4", vm=detect_vm()) == 32
     monkeypatch.setenv("ASCEND_SAFE_VM", "0")
     assert detect_vm() is False
-    assert process_limit("Ascend910B4") == 63
-    assert process_limit("Ascend910_9391") == 63
-    assert process_limit("Ascend310P3") == 64
-    assert process_limit(None) == 64
+    assert product_limit("Ascend910B4", vm=detect_vm()) == 63
+    assert product_limit("Ascend910_9391", vm=False) == 63
+    assert product_limit("Ascend310P3", vm=False) == 64
+    assert product_limit(None, vm=False) == 64
     monkeypatch.setenv("ASCEND_SAFE_VM", "maybe")
     with pytest.raises(ValueError, match="ASCEND_SAFE_VM"):
         detect_vm()
@@ -472,3 +473,20 @@ def test_forked_child_outliving_killed_parent_holds_nothing(
             os.kill(grandchild, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_on_the_simulator_the_limit_is_the_machines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's VM status does not decide a simulated machine's limit: the library refuses
+    exactly where the simulator's set_device would."""
+    from ascend_safe import sim
+
+    monkeypatch.setenv("ASCEND_SAFE_VM", "1")  # the host looks like a VM
+    try:
+        sim.configure(vm=False, soc_name="Ascend910B4")
+        assert process_limit("Ascend910B4") == sim.process_limit() == 63
+        sim.configure(vm=True)
+        assert process_limit("Ascend910B4") == sim.process_limit() == 32
+        sim.configure(max_procs_per_device=5)
+        assert process_limit("Ascend910B4") == 5
+    finally:
+        sim.reset()

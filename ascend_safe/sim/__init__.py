@@ -91,6 +91,7 @@ __all__ = [
     "live_handles",
     "memory_usage",
     "model_bytes",
+    "process_limit",
     "reset",
     "reset_call_counts",
     "state_dir",
@@ -162,6 +163,12 @@ def state_dir() -> str:
     path = _SIM.config.slot_dir()
     _slots.ensure_dir(path)
     return path
+
+
+def process_limit() -> int:
+    """Processes the simulated machine allows per device (``max_procs_per_device``, else the
+    product's limit for ``soc_name`` and ``vm``), as ``set_device`` enforces it."""
+    return _SIM.config.process_limit()
 
 
 def memory_usage(device: int = 0) -> dict[int, int]:
