@@ -17,6 +17,7 @@ from .errors import AclError
 __all__ = ["ensure_initialized", "exit_teardown", "release_everything"]
 
 _REPEAT_INITIALIZE = 100002
+_REPEAT_FINALIZE = 100037  # ACL_ERROR_REPEAT_FINALIZE
 ENV_EXIT_TIMEOUT = _process.variable(
     "ASCEND_SAFE_EXIT_TIMEOUT", "seconds the exit teardown waits for streams"
 )
@@ -123,12 +124,22 @@ def release_everything(when: str, *, finalize: bool = True) -> list[_lifetime.Re
         return stuck
     with _lock:
         if finalize and _init.owned and _init.initialized:
-            _quietly(_backend.call, "finalize")
+            _quietly(_finalize)
             _init.initialized = False
             _init.owned = False
         elif when == "at exit":
             _init.initialized = False
     return stuck
+
+
+def _finalize() -> None:
+    """``acl.finalize``; 100037 means pyacl was finalized already (by the program's own raw
+    call): nothing is left to do, so it is not reported."""
+    try:
+        _backend.call("finalize")
+    except AclError as exc:
+        if exc.code != _REPEAT_FINALIZE:
+            raise
 
 
 def _quietly(fn: Any, *args: Any) -> bool:

@@ -106,6 +106,33 @@ def test_user_initialised_pyacl_is_not_finalized_by_library(tmp_path):
     assert proc.stderr == ""
 
 
+def test_program_finalizing_pyacl_itself_gets_a_quiet_exit(tmp_path):
+    """The library initialised pyacl, the program finalized it with a raw call: at exit there
+    is nothing left to finalize, and nothing to report (no 100037 warning)."""
+    script = tmp_path / "prog.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os
+            os.environ["ASCEND_SAFE_BACKEND"] = "sim"
+            from ascend_safe import sim
+            import ascend_safe as asf
+            with asf.Device(0) as dev:
+                dev.malloc(8).close()
+            assert sim.initialized()
+            assert sim.acl_module().finalize() == 0
+            print("ok")
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    assert proc.stderr == ""
+
+
 def test_exit_teardown_frees_host_memory_under_a_live_numpy_view(tmp_path):
     pytest.importorskip("numpy")
     script = tmp_path / "prog.py"
